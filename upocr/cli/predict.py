@@ -1,0 +1,109 @@
+"""``upocr predict``: run one task on image files or folders and write one PNG per image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..tasks import DEFAULT_SEGMENTATION_THRESHOLD, TASKS
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="run a task on images and write PNG results",
+        description="Writes OUTPUT/<stem>.png per image (folders keep their structure): text-removal an RGB "
+        "image of the input's size, text-segmentation an L mask 0/255, tampered-text-detection an L label "
+        "map 0 background / 1 real text / 2 tampered text.")
+    add_model_arguments(p)
+    p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument("--preserve-background", action="store_true",
+                   help="text removal: keep every pixel outside the dilated text mask identical to the input")
+    p.set_defaults(func=run)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the model."""
+    p.add_argument("--model", help="Hub repo id, model folder or official .pth (default: the bundled weights)")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    p.add_argument("--mode", choices=("resize", "tile", "auto"), default="auto",
+                   help="resize: whole image at the model size; tile: native resolution; auto: tile large images")
+    p.add_argument("--threshold", type=float, default=DEFAULT_SEGMENTATION_THRESHOLD,
+                   help=f"segmentation threshold (default {DEFAULT_SEGMENTATION_THRESHOLD})")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="compute precision (bfloat16 is faster on CPUs that support it)")
+
+
+def load_pipeline(args: argparse.Namespace):
+    """The pipeline the model options name; prints a clear message and returns None on failure."""
+    from ..pipeline import NoDefaultWeightsError, UPOCRPipeline
+
+    try:
+        return UPOCRPipeline.from_pretrained(args.model, revision=args.revision, mode=args.mode,
+                                             device=args.device, dtype=args.dtype)
+    except NoDefaultWeightsError as error:
+        print(f"upocr: {error}", file=sys.stderr)
+    except (OSError, ValueError) as error:
+        print(f"upocr: cannot load model {args.model!r}: {error}", file=sys.stderr)
+    return None
+
+
+def collect_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
+    """``(path, relative name)`` for every image named or found under a named folder."""
+    from ..io import iter_image_files
+
+    found = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend((f, f.relative_to(path).as_posix()) for f in iter_image_files(path))
+        else:
+            found.append((path, path.name))
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..io import ImageReadError, safe_relative_output, save_png_atomic
+    from ..tasks import canonical_task
+
+    try:
+        task = canonical_task(args.task)
+    except ValueError as error:
+        print(f"upocr predict: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        items = collect_inputs(args.inputs)
+    except OSError as error:
+        print(f"upocr predict: error: {error}", file=sys.stderr)
+        return 2
+    if not items:
+        print("upocr predict: error: no images found in " + ", ".join(args.inputs), file=sys.stderr)
+        return 2
+    targets: dict[Path, Path] = {}
+    for path, rel in items:
+        out = safe_relative_output(args.output, rel, ".png")
+        if out in targets:
+            print(f"upocr predict: error: {path} and {targets[out]} would both write {out}", file=sys.stderr)
+            return 2
+        targets[out] = path
+    pipe = load_pipeline(args)
+    if pipe is None:
+        return 1
+    failures = []
+    for out, path in tqdm(list(targets.items()), desc=f"upocr {task}", unit="img"):
+        try:
+            result = pipe(path, task, threshold=args.threshold, preserve_background=args.preserve_background)
+        except ImageReadError as error:
+            failures.append(str(error))
+            continue
+        save_png_atomic(out, result.to_pil())
+    done = len(targets) - len(failures)
+    print(f"wrote {done} of {len(targets)} results to {args.output}")
+    for message in failures:
+        print(f"failed: {message}", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,712 @@
+"""The on-disk label layout shared by the batch labeller and the annotation editor.
+
+::
+
+    OUTPUT_DIR/
+      masks/<folders>/<stem>.png     text segmentation and text removal: L, 0 = background, 255 = text
+                                     tampered text detection: L label map, 0 background,
+                                     1 real text, 2 tampered text
+      cleaned/<folders>/<stem>.png   text removal only: the text-free RGB image
+      manifest.jsonl                 append-only JSON lines; the latest record per file wins
+      manifest.rank<R>.jsonl         the same, written by process R of a multi-process run;
+                                     merge_manifests() folds them into manifest.jsonl
+
+``<folders>/<stem>`` is the source image's path relative to the input folder without its
+extension (``scans/page 1.jpg`` -> ``masks/scans/page 1.png``). Two sources that differ only
+by extension (``a.jpg``, ``a.png``) would share a label; :func:`find_label_collisions` finds
+them and :meth:`LabelStore.write_label` refuses the second one.
+
+A manifest record is one JSON object per line::
+
+    {"file": "scans/page 1.jpg", "status": "done", "task": "text-segmentation",
+     "model": "...", "revision": "...", "threshold": 0.4,
+     "time": "2025-01-31T12:00:00.000000Z", "label": "masks/scans/page 1.png"}
+
+``status`` is ``done`` (written by a model), ``reviewed`` (checked or edited by a person),
+``failed`` (with ``reason``) or ``skipped`` (with ``reason``). Text removal records also carry
+``"cleaned": "cleaned/scans/page 1.png"``. Each record is appended with a single write of a
+whole line followed by fsync, so a crash can at worst leave a truncated last line, which
+readers ignore. Within one manifest file the later line wins; between files the record with
+the later ``time`` wins. A reviewed label is never replaced unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from .io import atomic_write_text, normalize_relative_path, safe_relative_output, save_png_atomic
+from .tasks import (
+    TAMPER_CLASSES,
+    TAMPERED_TEXT_DETECTION,
+    TEXT_REMOVAL,
+    TEXT_SEGMENTATION,
+    canonical_task,
+)
+
+__all__ = [
+    "MASKS_DIR",
+    "CLEANED_DIR",
+    "MANIFEST_NAME",
+    "DONE",
+    "REVIEWED",
+    "FAILED",
+    "SKIPPED",
+    "STATUSES",
+    "LabelClass",
+    "label_classes",
+    "encode_label",
+    "decode_label",
+    "label_relpath",
+    "find_label_collisions",
+    "LabelStoreError",
+    "ReviewedLabelError",
+    "LabelCollisionError",
+    "LabelTaskMismatchError",
+    "LabelStore",
+    "read_manifest_records",
+    "merge_manifests",
+]
+
+MASKS_DIR = "masks"
+CLEANED_DIR = "cleaned"
+MANIFEST_NAME = "manifest.jsonl"
+_RANK_MANIFEST = re.compile(r"^manifest\.rank(\d+)\.jsonl$")
+_LOCK_NAME = ".manifest.lock"
+
+DONE = "done"
+REVIEWED = "reviewed"
+FAILED = "failed"
+SKIPPED = "skipped"
+STATUSES: tuple[str, ...] = (DONE, REVIEWED, FAILED, SKIPPED)
+
+# Tampering colours match the overlay in upocr.results (real text green, tampered text red).
+_TAMPER_COLOURS = {0: (0, 0, 0), 1: (30, 200, 80), 2: (230, 40, 40)}
+
+
+@dataclass(frozen=True)
+class LabelClass:
+    """One class of a label: its value in class maps and exports, its value in the PNG files
+    under ``masks/`` and the colour used to show it."""
+
+    value: int
+    name: str
+    png_value: int
+    colour: tuple[int, int, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "name": self.name, "png_value": self.png_value, "colour": list(self.colour)}
+
+
+def label_classes(task: str) -> tuple[LabelClass, ...]:
+    """The classes of ``task``'s labels, background (value 0) first."""
+    task = canonical_task(task)
+    if task == TAMPERED_TEXT_DETECTION:
+        return tuple(
+            LabelClass(value, TAMPER_CLASSES[value], value, _TAMPER_COLOURS[value]) for value in range(3)
+        )
+    return (
+        LabelClass(0, "background", 0, (0, 0, 0)),
+        LabelClass(1, "text", 255, (255, 255, 255)),
+    )
+
+
+def encode_label(task: str, label: np.ndarray) -> np.ndarray:
+    """The ``uint8`` ``(H, W)`` PNG content for a mask or label map of ``task``.
+
+    Segmentation and removal take a boolean or integer mask (non-zero = text) and give 0/255.
+    Tampering takes an integer label map with values 0, 1, 2 and keeps the values.
+    """
+    task = canonical_task(task)
+    arr = np.asarray(label)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(f"a {task} label must be an (H, W) array, got shape {arr.shape}")
+    if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"a {task} label must be a boolean or integer array, got {arr.dtype}")
+    if task == TAMPERED_TEXT_DETECTION:
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or high > 2:
+            raise ValueError(
+                f"a tampering label map holds 0 (background), 1 (real text) and 2 (tampered text); "
+                f"got values in [{low}, {high}]"
+            )
+        return np.ascontiguousarray(arr.astype(np.uint8))
+    return (arr != 0).astype(np.uint8) * 255
+
+
+def decode_label(task: str, png: np.ndarray) -> np.ndarray:
+    """Class values (``uint8`` ``(H, W)``: 0/1 or 0/1/2) from the PNG content of a label."""
+    task = canonical_task(task)
+    arr = np.asarray(png)
+    if task == TAMPERED_TEXT_DETECTION:
+        return np.clip(arr, 0, 2).astype(np.uint8)
+    return (arr >= 128).astype(np.uint8)
+
+
+def label_relpath(relative_path: str | os.PathLike, folder: str = MASKS_DIR) -> str:
+    """The POSIX path, relative to the output folder, of the label of a source file."""
+    rel = normalize_relative_path(relative_path)
+    stem = rel.name[: -len(rel.suffix)] if rel.suffix and rel.name != rel.suffix else rel.name
+    return (Path(folder) / rel.parent / (stem + ".png")).as_posix()
+
+
+def find_label_collisions(relative_paths: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
+    """Label paths claimed by more than one source file (e.g. ``a.jpg`` and ``a.png``)."""
+    owners: dict[str, list[str]] = {}
+    for rel in relative_paths:
+        key = label_relpath(rel)
+        owners.setdefault(key, []).append(normalize_relative_path(rel).as_posix())
+    return {key: sorted(files) for key, files in owners.items() if len(files) > 1}
+
+
+class LabelStoreError(ValueError):
+    """Base class of the label store's errors."""
+
+
+class ReviewedLabelError(LabelStoreError):
+    """Refused to replace a label that a person has reviewed."""
+
+
+class LabelCollisionError(LabelStoreError):
+    """Two source files would write the same label file."""
+
+
+class LabelTaskMismatchError(LabelStoreError):
+    """The output folder holds labels of another task."""
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest files
+# --------------------------------------------------------------------------------------------
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _time_key(record: dict) -> float:
+    value = record.get("time")
+    if not isinstance(value, str):
+        return float("-inf")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return float("-inf")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _manifest_files(output_dir: Path) -> list[tuple[int, Path]]:
+    """``(order, path)`` of every manifest file: the main one (0), then rank files (rank + 1)."""
+    files: list[tuple[int, Path]] = []
+    main = output_dir / MANIFEST_NAME
+    if main.is_file():
+        files.append((0, main))
+    try:
+        names = os.listdir(output_dir)
+    except OSError:
+        names = []
+    for name in names:
+        match = _RANK_MANIFEST.match(name)
+        if match:
+            files.append((int(match.group(1)) + 1, output_dir / name))
+    files.sort()
+    return files
+
+
+def _parse_lines(data: bytes) -> Iterator[dict]:
+    """Records in complete lines of ``data``; lines that are not JSON records are ignored."""
+    for raw in data.split(b"\n"):
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("file"), str) and isinstance(record.get("status"), str):
+            yield record
+
+
+def _complete_part(data: bytes) -> bytes:
+    """``data`` up to and including its last newline (a truncated last line is left out)."""
+    end = data.rfind(b"\n")
+    return data[: end + 1] if end >= 0 else b""
+
+
+@contextmanager
+def _manifest_lock(output_dir: Path, exclusive: bool) -> Iterator[None]:
+    """Appenders share this lock; merging holds it alone. A no-op where ``fcntl`` is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(output_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def _append_line(path: Path, line: bytes) -> None:
+    """Append one full line with a single write, then fsync. If the file ends in a truncated
+    line (a crash mid-write), a newline is written first so the new record stays readable."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+        while written < len(line):  # only for very unusual file systems
+            written += os.write(fd, line[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _latest_per_file(records: Iterable[tuple[int, dict]]) -> dict[str, tuple[float, int, dict]]:
+    """Fold ``(order, record)`` pairs, each manifest file's lines in order, into the winner per
+    source file: later lines win within a file, the later time wins between files."""
+    per_file: dict[tuple[int, str], dict] = {}
+    for order, record in records:
+        per_file[(order, record["file"])] = record
+    winners: dict[str, tuple[float, int, dict]] = {}
+    for (order, rel), record in per_file.items():
+        key = (_time_key(record), order)
+        current = winners.get(rel)
+        if current is None or key >= current[:2]:
+            winners[rel] = (key[0], key[1], record)
+    return winners
+
+
+def read_manifest_records(output_dir: str | os.PathLike) -> dict[str, dict]:
+    """The latest record of every source file, from all manifest files in ``output_dir``."""
+    folder = Path(output_dir)
+    pairs: list[tuple[int, dict]] = []
+    for order, path in _manifest_files(folder):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        pairs.extend((order, record) for record in _parse_lines(_complete_part(data)))
+    return {rel: item[2] for rel, item in _latest_per_file(pairs).items()}
+
+
+def merge_manifests(output_dir: str | os.PathLike) -> int:
+    """Fold every ``manifest.rank<R>.jsonl`` into ``manifest.jsonl`` and delete them.
+
+    The new ``manifest.jsonl`` holds one line per source file (its latest record), ordered by
+    time, and replaces the old one atomically; rank files are deleted only after that. Run it
+    after every process of a run has finished. Returns the number of records kept.
+    """
+    folder = Path(output_dir)
+    with _manifest_lock(folder, exclusive=True):
+        files = _manifest_files(folder)
+        pairs: list[tuple[int, dict]] = []
+        for order, path in files:
+            pairs.extend((order, record) for record in _parse_lines(_complete_part(path.read_bytes())))
+        winners = _latest_per_file(pairs)
+        ordered = sorted(winners.values(), key=lambda item: (item[0], item[1], item[2]["file"]))
+        text = "".join(_record_line(item[2]).decode("utf-8") for item in ordered)
+        if files or text:
+            atomic_write_text(folder / MANIFEST_NAME, text)
+        for order, path in files:
+            if order > 0:
+                path.unlink(missing_ok=True)
+    return len(ordered)
+
+
+def _record_line(record: dict) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode("utf-8")
+
+
+@dataclass
+class _ManifestState:
+    order: int
+    ident: tuple[int, int]
+    offset: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------
+
+
+class LabelStore:
+    """Labels of one task in one output folder (see the module documentation for the layout).
+
+    ``rank`` makes this process append to ``manifest.rank<rank>.jsonl`` instead of
+    ``manifest.jsonl``; reading always considers every manifest file. ``model`` and
+    ``revision`` are added to the records this store writes unless a record gives its own.
+    The store picks up records that other processes append; it is safe to share between
+    threads.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        task: str,
+        *,
+        rank: int | None = None,
+        model: str | None = None,
+        revision: str | None = None,
+    ):
+        if rank is not None and (not isinstance(rank, int) or rank < 0):
+            raise ValueError(f"rank must be a non-negative integer, got {rank!r}")
+        self.output_dir = Path(output_dir)
+        self.task = canonical_task(task)
+        self.rank = rank
+        self.model = model
+        self.revision = revision
+        self.classes = label_classes(self.task)
+        name = MANIFEST_NAME if rank is None else f"manifest.rank{rank}.jsonl"
+        self.manifest_path = self.output_dir / name
+        self._lock = threading.RLock()
+        self._states: dict[Path, _ManifestState] = {}
+        self._latest: dict[tuple[int, str], tuple[float, dict]] = {}
+        self._orders: dict[str, set[int]] = {}
+        self._owners: dict[str, set[str]] = {}
+        self._last_time: datetime | None = None
+        self.refresh()
+
+    @classmethod
+    def open(cls, output_dir: str | os.PathLike, *, rank: int | None = None) -> "LabelStore":
+        """Open an existing output folder, taking the task from its manifest."""
+        records = read_manifest_records(output_dir)
+        tasks = sorted({r["task"] for r in records.values() if isinstance(r.get("task"), str)})
+        if not tasks:
+            raise LabelStoreError(f"{output_dir}: no label manifest found (is this a label output folder?)")
+        if len(tasks) > 1:
+            raise LabelTaskMismatchError(f"{output_dir}: the manifest mixes tasks {', '.join(tasks)}")
+        return cls(output_dir, tasks[0], rank=rank)
+
+    def __repr__(self) -> str:
+        return f"LabelStore({str(self.output_dir)!r}, {self.task!r}, rank={self.rank})"
+
+    # -- paths --------------------------------------------------------------------------------
+
+    @staticmethod
+    def key(relative_path: str | os.PathLike) -> str:
+        """The manifest key of a source file: its relative path in POSIX form."""
+        return normalize_relative_path(relative_path).as_posix()
+
+    def label_path(self, relative_path: str | os.PathLike) -> Path:
+        """``OUTPUT_DIR/masks/<folders>/<stem>.png`` for the source file ``relative_path``."""
+        return safe_relative_output(self.output_dir / MASKS_DIR, relative_path, ".png")
+
+    def cleaned_path(self, relative_path: str | os.PathLike) -> Path:
+        """``OUTPUT_DIR/cleaned/<folders>/<stem>.png`` (text removal)."""
+        return safe_relative_output(self.output_dir / CLEANED_DIR, relative_path, ".png")
+
+    # -- reading state --------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read what was appended to the manifest files since the last call."""
+        with self._lock:
+            files = _manifest_files(self.output_dir)
+            current = {path for _, path in files}
+            reset = any(path not in current for path in self._states)
+            stats = {}
+            for order, path in files:
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    reset = True
+                    continue
+                stats[path] = (order, st)
+                state = self._states.get(path)
+                if state is not None and (state.ident != (st.st_dev, st.st_ino) or st.st_size < state.offset):
+                    reset = True
+            if reset:
+                self._states.clear()
+                self._latest.clear()
+                self._orders.clear()
+                self._owners.clear()
+            for path, (order, st) in stats.items():
+                state = self._states.get(path)
+                if state is None:
+                    state = _ManifestState(order=order, ident=(st.st_dev, st.st_ino))
+                    self._states[path] = state
+                if st.st_size <= state.offset:
+                    continue
+                try:
+                    with open(path, "rb") as handle:
+                        handle.seek(state.offset)
+                        data = _complete_part(handle.read())
+                except FileNotFoundError:
+                    continue
+                state.offset += len(data)
+                for record in _parse_lines(data):
+                    self._ingest(order, record)
+
+    def _ingest(self, order: int, record: dict) -> None:
+        task = record.get("task")
+        if isinstance(task, str) and task != self.task:
+            raise LabelTaskMismatchError(
+                f"{self.output_dir} holds {task} labels, not {self.task} labels; "
+                "use another output folder for this task"
+            )
+        rel = record["file"]
+        self._latest[(order, rel)] = (_time_key(record), record)
+        self._orders.setdefault(rel, set()).add(order)
+        try:
+            owner_key = label_relpath(rel)
+        except ValueError:
+            return
+        self._owners.setdefault(owner_key, set()).add(rel)
+
+    def _winner(self, rel: str) -> dict | None:
+        best: tuple[float, int] | None = None
+        found = None
+        for order in self._orders.get(rel, ()):
+            time_key, record = self._latest[(order, rel)]
+            if best is None or (time_key, order) >= best:
+                best, found = (time_key, order), record
+        return found
+
+    def record(self, relative_path: str | os.PathLike) -> dict | None:
+        """The latest manifest record of a source file, or ``None``."""
+        rel = self.key(relative_path)
+        with self._lock:
+            self.refresh()
+            found = self._winner(rel)
+            return dict(found) if found is not None else None
+
+    def status(self, relative_path: str | os.PathLike) -> str | None:
+        """``"done"``, ``"reviewed"``, ``"failed"``, ``"skipped"`` or ``None`` (never seen)."""
+        found = self.record(relative_path)
+        return found["status"] if found else None
+
+    def is_done(self, relative_path: str | os.PathLike) -> bool:
+        """Whether the file has a label (status done or reviewed) and its files exist."""
+        found = self.record(relative_path)
+        if not found or found["status"] not in (DONE, REVIEWED):
+            return False
+        if not self.label_path(relative_path).is_file():
+            return False
+        return self.task != TEXT_REMOVAL or self.cleaned_path(relative_path).is_file()
+
+    def is_reviewed(self, relative_path: str | os.PathLike) -> bool:
+        found = self.record(relative_path)
+        return bool(found) and found["status"] == REVIEWED
+
+    def records(self) -> dict[str, dict]:
+        """The latest record of every source file, by relative path (sorted)."""
+        with self._lock:
+            self.refresh()
+            return {rel: dict(self._winner(rel)) for rel in sorted(self._orders)}
+
+    def counts(self) -> dict[str, int]:
+        """``done``, ``reviewed``, ``failed``, ``skipped``, ``labelled`` (done + reviewed), ``total``."""
+        result = {status: 0 for status in STATUSES}
+        records = self.records()
+        for record in records.values():
+            if record["status"] in result:
+                result[record["status"]] += 1
+        result["labelled"] = result[DONE] + result[REVIEWED]
+        result["total"] = len(records)
+        return result
+
+    # -- reading labels -------------------------------------------------------------------------
+
+    def read_label(self, relative_path: str | os.PathLike) -> np.ndarray:
+        """The label PNG as stored: ``uint8`` ``(H, W)``, 0/255 or 0/1/2."""
+        path = self.label_path(relative_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no label for {self.key(relative_path)} (expected {path})")
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("L", "P", "1"):
+                image = image.convert("L")
+            arr = np.asarray(image)
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.uint8) * 255
+        return np.ascontiguousarray(arr, dtype=np.uint8)
+
+    def read_class_map(self, relative_path: str | os.PathLike) -> np.ndarray:
+        """Class values of the label (``uint8``: 0/1 for text, 0/1/2 for tampering)."""
+        return decode_label(self.task, self.read_label(relative_path))
+
+    def read_cleaned(self, relative_path: str | os.PathLike) -> np.ndarray:
+        """The cleaned image of a text removal label (``uint8`` RGB)."""
+        path = self.cleaned_path(relative_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no cleaned image for {self.key(relative_path)} (expected {path})")
+        with Image.open(path) as image:
+            return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _check_not_reviewed(self, rel: str, overwrite: bool) -> None:
+        current = self._winner(rel)
+        if current is not None and current["status"] == REVIEWED and not overwrite:
+            raise ReviewedLabelError(
+                f"{rel}: its label was reviewed by hand (at {current.get('time', 'an unknown time')}); "
+                "it is kept unless you pass overwrite=True"
+            )
+
+    def _check_collision(self, rel: str) -> None:
+        key = label_relpath(rel)
+        for other in sorted(self._owners.get(key, ())):
+            if other == rel:
+                continue
+            found = self._winner(other)
+            if found is not None and found["status"] in (DONE, REVIEWED):
+                raise LabelCollisionError(
+                    f"{rel} and {other} would both be labelled as {key}; "
+                    "rename one of them or label them into different output folders"
+                )
+
+    def _next_time(self) -> str:
+        now = _utc_now()
+        if self._last_time is not None and now <= self._last_time:
+            now = self._last_time + timedelta(microseconds=1)
+        self._last_time = now
+        return _format_time(now)
+
+    def _append(self, rel: str, status: str, extra: dict | None, fields: dict) -> dict:
+        record: dict[str, Any] = {}
+        if self.model is not None:
+            record["model"] = self.model
+        if self.revision is not None:
+            record["revision"] = self.revision
+        record.update(extra or {})
+        record.update(fields)
+        record.update({"file": rel, "status": status, "task": self.task, "time": self._next_time()})
+        ordered = {key: record[key] for key in ("file", "status", "task", "time") if key in record}
+        ordered.update((key, value) for key, value in record.items() if key not in ordered)
+        line = _record_line(ordered)
+        with _manifest_lock(self.output_dir, exclusive=False):
+            _append_line(self.manifest_path, line)
+        self.refresh()
+        return ordered
+
+    def _write_files(self, rel: str, label: np.ndarray, cleaned: np.ndarray | None) -> dict:
+        png = encode_label(self.task, label)
+        fields: dict[str, Any] = {"label": label_relpath(rel, MASKS_DIR)}
+        if self.task == TEXT_REMOVAL:
+            if cleaned is None:
+                raise ValueError("a text removal label needs the cleaned image (cleaned=...)")
+        if cleaned is not None:
+            if self.task != TEXT_REMOVAL:
+                raise ValueError(f"cleaned images belong to text removal labels, not {self.task}")
+            rgb = np.asarray(cleaned)
+            if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+                raise ValueError(f"the cleaned image must be uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+            if rgb.shape[:2] != png.shape:
+                raise ValueError(f"the cleaned image is {rgb.shape[:2]} but the mask is {png.shape}")
+            save_png_atomic(self.cleaned_path(rel), rgb)
+            fields["cleaned"] = label_relpath(rel, CLEANED_DIR)
+        save_png_atomic(self.label_path(rel), png)
+        return fields
+
+    def write_label(
+        self,
+        relative_path: str | os.PathLike,
+        label: np.ndarray,
+        *,
+        cleaned: np.ndarray | None = None,
+        record: dict | None = None,
+        overwrite: bool = False,
+    ) -> dict:
+        """Save a model's label (status ``done``) and append its record; returns the record.
+
+        ``label``: the text mask (segmentation, removal) or the 0/1/2 label map (tampering);
+        ``cleaned``: the text-free RGB image (removal, required). ``record`` adds fields such as
+        ``threshold``. The PNG files are written atomically before the record is appended.
+        Raises :class:`ReviewedLabelError` if the label was reviewed (unless ``overwrite``) and
+        :class:`LabelCollisionError` if another source file owns the same label path.
+        """
+        rel = self.key(relative_path)
+        with self._lock:
+            self.refresh()
+            self._check_not_reviewed(rel, overwrite)
+            self._check_collision(rel)
+            fields = self._write_files(rel, label, cleaned)
+            return self._append(rel, DONE, record, fields)
+
+    def mark_reviewed(
+        self,
+        relative_path: str | os.PathLike,
+        label: np.ndarray | None = None,
+        *,
+        cleaned: np.ndarray | None = None,
+        record: dict | None = None,
+        overwrite: bool = False,
+    ) -> dict:
+        """Save a person's label (status ``reviewed``); ``label=None`` approves the label on disk.
+
+        A label that is already reviewed is only replaced with ``overwrite=True``
+        (:class:`ReviewedLabelError` otherwise).
+        """
+        rel = self.key(relative_path)
+        with self._lock:
+            self.refresh()
+            self._check_not_reviewed(rel, overwrite)
+            self._check_collision(rel)
+            if label is None:
+                if not self.label_path(rel).is_file():
+                    raise FileNotFoundError(f"{rel}: there is no label on disk to approve")
+                fields: dict[str, Any] = {"label": label_relpath(rel, MASKS_DIR)}
+                if self.task == TEXT_REMOVAL:
+                    if cleaned is not None:
+                        save_png_atomic(self.cleaned_path(rel), self._check_cleaned(cleaned, self.read_label(rel).shape))
+                    fields["cleaned"] = label_relpath(rel, CLEANED_DIR)
+            else:
+                if self.task == TEXT_REMOVAL and cleaned is None and self.cleaned_path(rel).is_file():
+                    cleaned = self.read_cleaned(rel)
+                fields = self._write_files(rel, label, cleaned)
+            return self._append(rel, REVIEWED, record, fields)
+
+    @staticmethod
+    def _check_cleaned(cleaned: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        rgb = np.asarray(cleaned)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != tuple(shape):
+            raise ValueError(f"the cleaned image must be uint8 {tuple(shape) + (3,)}, got {rgb.dtype} {rgb.shape}")
+        return rgb
+
+    def mark_failed(
+        self, relative_path: str | os.PathLike, reason: str, *, record: dict | None = None, overwrite: bool = False
+    ) -> dict:
+        """Record that a file could not be labelled (e.g. unreadable). Label files are left alone.
+
+        Refuses (:class:`ReviewedLabelError`) to hide a reviewed label unless ``overwrite``.
+        """
+        rel = self.key(relative_path)
+        with self._lock:
+            self.refresh()
+            self._check_not_reviewed(rel, overwrite)
+            return self._append(rel, FAILED, record, {"reason": str(reason)})
+
+    def mark_skipped(
+        self, relative_path: str | os.PathLike, reason: str, *, record: dict | None = None, overwrite: bool = False
+    ) -> dict:
+        """Record that a file was deliberately not labelled, with the reason."""
+        rel = self.key(relative_path)
+        with self._lock:
+            self.refresh()
+            self._check_not_reviewed(rel, overwrite)
+            return self._append(rel, SKIPPED, record, {"reason": str(reason)})

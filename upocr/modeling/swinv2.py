@@ -1,0 +1,272 @@
+"""SwinV2 building blocks shared by the UPOCR encoder and decoder.
+
+Tensors inside a stage are token sequences ``(B, H*W, C)`` with the spatial size passed
+alongside. Feature maps are zero-padded at the bottom/right to a multiple of the window, the
+shift mask is built on the padded size, and the window is never shrunk for small maps.
+
+Speed: in eval mode the continuous position bias (which depends only on the weights) is
+computed once and cached, shift masks are cached per padded size, and attention runs through
+``F.scaled_dot_product_attention`` with the logit scale folded into q and bias + mask as
+the additive attention mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+from torch import nn
+
+#: Value added to the logits between tokens of different regions in shifted windows.
+SHIFT_MASK_VALUE = -100.0
+#: The learnable logit scale is clamped at log(1 / 0.01) before exp.
+LOGIT_SCALE_MAX = math.log(100.0)
+
+
+def relative_coords_table(window_size: int, pretrained_window_size: int) -> torch.Tensor:
+    """Log-spaced relative coordinates ``(1, 2w-1, 2w-1, 2)`` fed to the position-bias MLP."""
+    coords = torch.arange(-(window_size - 1), window_size, dtype=torch.float32)
+    table = torch.stack(torch.meshgrid(coords, coords, indexing="ij")).permute(1, 2, 0).unsqueeze(0)
+    table = table / (pretrained_window_size - 1 if pretrained_window_size > 1 else window_size - 1)
+    table = table * 8
+    return torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
+
+
+def relative_position_index(window_size: int) -> torch.Tensor:
+    """Index ``(w*w, w*w)`` into the flattened ``(2w-1)^2`` bias table for every token pair."""
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
+    ).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
+    return rel[..., 0] * (2 * window_size - 1) + rel[..., 1]
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """``(B, H, W, C)`` -> ``(B * nW, w*w, C)``."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, c)
+
+
+def window_reverse(windows: torch.Tensor, window_size: int, h: int, w: int) -> torch.Tensor:
+    """``(B * nW, w*w, C)`` -> ``(B, H, W, C)``."""
+    c = windows.shape[-1]
+    x = windows.view(-1, h // window_size, w // window_size, window_size, window_size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
+
+
+def shift_window_mask(height: int, width: int, window_size: int, shift: int, device) -> torch.Tensor:
+    """Additive mask ``(nW, w*w, w*w)`` for shifted windows on a padded ``height x width`` map."""
+    region = torch.zeros((1, height, width, 1), device=device)
+    bounds = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
+    label = 0
+    for hs in bounds:
+        for ws in bounds:
+            region[:, hs, ws, :] = label
+            label += 1
+    windows = window_partition(region, window_size).squeeze(-1)
+    diff = windows.unsqueeze(1) - windows.unsqueeze(2)
+    return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
+
+
+class WindowAttention(nn.Module):
+    """SwinV2 cosine window attention with a continuous (log-spaced) relative position bias."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int, pretrained_window_size: int,
+                 cpb_hidden: int = 512):
+        super().__init__()
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((num_heads, 1, 1))))
+        self.cpb_mlp = nn.Sequential(
+            nn.Linear(2, cpb_hidden, bias=True), nn.ReLU(inplace=True), nn.Linear(cpb_hidden, num_heads, bias=False)
+        )
+        self.register_buffer(
+            "relative_coords_table", relative_coords_table(window_size, pretrained_window_size), persistent=False
+        )
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(dim))
+        self.v_bias = nn.Parameter(torch.zeros(dim))
+        self.proj = nn.Linear(dim, dim)
+        self._bias_cache: torch.Tensor | None = None
+
+    def position_bias(self) -> torch.Tensor:
+        """``(heads, N, N)`` bias ``16 * sigmoid(cpb)``; cached in eval mode (weights fixed)."""
+        use_cache = not self.training and not torch.is_grad_enabled()
+        if use_cache and self._bias_cache is not None:
+            return self._bias_cache
+        n = self.window_size * self.window_size
+        table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
+        bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+        bias = 16 * torch.sigmoid(bias)
+        if use_cache:
+            self._bias_cache = bias.contiguous()
+        return bias
+
+    def train(self, mode: bool = True):
+        self._bias_cache = None
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._bias_cache = None
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._bias_cache = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``(B * nW, N, C)``; ``mask``: ``(nW, N, N)`` additive or None."""
+        bw, n, c = x.shape
+        qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, qkv_bias)
+        qkv = qkv.reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
+        q = F.normalize(q, dim=-1) * scale
+        k = F.normalize(k, dim=-1)
+        bias = self.position_bias().to(q.dtype)
+        if mask is None:
+            attn_mask = bias.unsqueeze(0)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
+        else:
+            nw = mask.shape[0]
+            attn_mask = (bias.unsqueeze(0) + mask.to(q.dtype).unsqueeze(1)).unsqueeze(0)
+            q, k, v = (t.view(bw // nw, nw, self.num_heads, n, -1) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
+            out = out.view(bw, self.num_heads, n, -1)
+        out = out.transpose(1, 2).reshape(bw, n, c)
+        return self.proj(out)
+
+
+class SwinV2Block(nn.Module):
+    """Res-post-norm block: ``x + DropPath(LN(attn(x)))``, then ``x + DropPath(LN(mlp(x)))``."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift: int, pretrained_window_size: int,
+                 mlp_ratio: float = 4.0, drop_path: float = 0.0):
+        super().__init__()
+        self.window_size = window_size
+        self.shift = shift
+        self.attn = WindowAttention(dim, window_size, num_heads, pretrained_window_size)
+        self.norm1 = nn.LayerNorm(dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int], mask: torch.Tensor | None) -> torch.Tensor:
+        h, w = size
+        b, _, c = x.shape
+        ws = self.window_size
+        y = x.view(b, h, w, c)
+        pad_b, pad_r = (-h) % ws, (-w) % ws
+        if pad_b or pad_r:
+            y = F.pad(y, (0, 0, 0, pad_r, 0, pad_b))
+        hp, wp = h + pad_b, w + pad_r
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = self.attn(window_partition(y, ws), mask if self.shift else None)
+        y = window_reverse(y, ws, hp, wp)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        if pad_b or pad_r:
+            y = y[:, :h, :w, :]
+        x = x + self.drop_path(self.norm1(y.reshape(b, h * w, c)))
+        return x + self.drop_path(self.norm2(self.mlp(x)))
+
+
+class SwinV2Stage(nn.Module):
+    """A run of blocks at one resolution (odd blocks shifted by half a window), then an optional
+    resampling layer (:class:`PatchMerging` or :class:`PatchSplit`)."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, pretrained_window_size: int,
+                 mlp_ratio: float = 4.0, drop_path: list[float] | None = None, resample: nn.Module | None = None):
+        super().__init__()
+        self.window_size = window_size
+        self.shift = window_size // 2
+        drop_path = drop_path or [0.0] * depth
+        self.blocks = nn.ModuleList(
+            SwinV2Block(dim, num_heads, window_size, 0 if i % 2 == 0 else self.shift, pretrained_window_size,
+                        mlp_ratio, drop_path[i])
+            for i in range(depth)
+        )
+        self.resample = resample
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+
+    def shift_mask(self, size: tuple[int, int], device) -> torch.Tensor:
+        ws = self.window_size
+        hp, wp = -(-size[0] // ws) * ws, -(-size[1] // ws) * ws
+        key = (hp, wp, str(device))
+        mask = self._mask_cache.get(key)
+        if mask is None:
+            mask = shift_window_mask(hp, wp, ws, self.shift, device)
+            if len(self._mask_cache) > 32:
+                self._mask_cache.clear()
+            self._mask_cache[key] = mask
+        return mask
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        mask = self.shift_mask(size, x.device) if len(self.blocks) > 1 else None
+        for block in self.blocks:
+            x = block(x, size, mask)
+        return x
+
+
+class PatchEmbed(nn.Module):
+    """Conv ``patch x patch`` stride ``patch`` then LayerNorm; pads H, W up to a multiple of ``patch``."""
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int = 4):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        h, w = x.shape[-2:]
+        p = self.patch_size
+        if h % p or w % p:
+            x = F.pad(x, (0, (-w) % p, 0, (-h) % p))
+        x = self.proj(x)
+        size = (x.shape[2], x.shape[3])
+        return self.norm(x.flatten(2).transpose(1, 2)), size
+
+
+class PatchMerging(nn.Module):
+    """Halve the resolution: concat the 2x2 neighbours (order (0,0), (1,0), (0,1), (1,1)),
+    Linear(4C -> 2C, no bias), LayerNorm(2C). Odd sizes are zero-padded."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(2 * dim)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        h, w = size
+        b, _, c = x.shape
+        x = x.view(b, h, w, c)
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        out_size = (x.shape[1], x.shape[2])
+        return self.norm(self.reduction(x.view(b, -1, 4 * c))), out_size
+
+
+class PatchSplit(nn.Module):
+    """Double the resolution, the inverse of :class:`PatchMerging`: the C channels are 4 groups
+    of C/4 laid out as 2x2 sub-pixels, then Linear(C/4 -> C/2, no bias), LayerNorm(C/2)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim // 4, dim // 2, bias=False)
+        self.norm = nn.LayerNorm(dim // 2)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        h, w = size
+        b, _, c = x.shape
+        x = self.norm(self.proj(x.view(b, h, w, 4, c // 4)))
+        # group g sits at sub-pixel (row, col) = (g % 2, g // 2): groups [0, 2, 1, 3] as a 2x2 grid
+        x = x.view(b, h, w, 2, 2, -1).permute(0, 1, 4, 2, 3, 5)
+        return x.reshape(b, 4 * h * w, -1), (2 * h, 2 * w)

@@ -1,0 +1,245 @@
+"""UPOCRPipeline: any user image in, result objects out.
+
+Flow: read (``upocr.io``) -> pre-process (resize to the model size, or tile at native
+resolution) -> run the network once per image (all requested tasks share one encoder pass)
+-> decode each task's output -> result objects (``upocr.results``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .io import read_image
+from .modeling import SIZE_MULTIPLE, UPOCR
+from .results import (
+    TamperingResult,
+    TaskResult,
+    TextRemovalResult,
+    TextSegmentationResult,
+    composite_inside_mask,
+    dilate_mask,
+)
+from .tasks import (
+    DEFAULT_SEGMENTATION_THRESHOLD,
+    TAMPERED_TEXT_DETECTION,
+    TEXT_REMOVAL,
+    TEXT_SEGMENTATION,
+    canonical_task,
+    canonical_tasks,
+)
+from .tiling import TileAccumulator, blend_weights, tile_windows
+
+MODES = ("resize", "tile", "auto")
+#: Folder of the project's bundled default weights (config.json + model.safetensors).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "upocr-tiny"
+#: Environment variable naming a Hub repo id or folder to use instead of the bundled weights.
+MODEL_ENV = "UPOCR_MODEL"
+
+
+class NoDefaultWeightsError(RuntimeError):
+    """Raised when no model is given and no trained default weights are bundled."""
+
+
+def default_model_source() -> str:
+    """The model used when none is named: ``$UPOCR_MODEL``, else the bundled trained weights."""
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return env
+    if (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        return str(DEFAULT_MODEL_DIR)
+    raise NoDefaultWeightsError(
+        f"no trained default weights are bundled (expected {DEFAULT_MODEL_DIR}/model.safetensors). "
+        "Pass a model (--model REPO_OR_DIR, or UPOCR_MODEL), convert the official checkpoint with "
+        "`upocr convert`, or train one with `upocr train`. An untrained network is never used as a default."
+    )
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class UPOCRPipeline:
+    """Run a :class:`UPOCR` model on user images.
+
+    Args:
+        model: a loaded :class:`UPOCR`.
+        device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when available).
+        mode: ``"resize"`` (the official way: the whole image at the model size, outputs resized
+            back), ``"tile"`` (native resolution, overlapping windows blended smoothly) or
+            ``"auto"`` (tile when the image is much larger than the model size).
+        dtype: ``"float32"`` or ``"bfloat16"``/``"float16"`` (autocast; CUDA always autocasts).
+        tile_overlap: overlap of neighbouring windows in pixels (default: a quarter window).
+        batch_size: windows run together in tile mode.
+    """
+
+    def __init__(self, model: UPOCR, *, device: str | torch.device | None = None, mode: str = "auto",
+                 dtype: str = "float32", tile_overlap: int | None = None, batch_size: int = 1,
+                 max_pixels: int | None = None, source: str | None = None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.device = _pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.mode = mode
+        self.size = int(model.img_size)
+        self.tile_overlap = self.size // 4 if tile_overlap is None else int(tile_overlap)
+        self.batch_size = max(1, int(batch_size))
+        self.dtype = {"float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                      "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+        self.read_kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+        self.source = source
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike | None = None, *, revision: str | None = None,
+                        **kwargs: Any) -> "UPOCRPipeline":
+        """A pipeline for a Hub repo id, a folder or an official ``.pth`` (default: bundled weights)."""
+        source = str(model) if model is not None else default_model_source()
+        load_kwargs = {"revision": revision} if revision else {}
+        return cls(UPOCR.from_pretrained(source, **load_kwargs), source=source, **kwargs)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.model.tasks)
+
+    def __call__(self, image: Any, task: str = TEXT_SEGMENTATION, *, mode: str | None = None,
+                 threshold: float = DEFAULT_SEGMENTATION_THRESHOLD, mask: np.ndarray | None = None,
+                 preserve_background: bool = False, dilation: int = 7) -> TaskResult:
+        """Run one task on one image.
+
+        ``image``: a path, bytes, a PIL image or a numpy array (any common mode). For text removal,
+        ``mask`` (``(H, W)`` bool, the input's size) limits the change to the dilated mask, and
+        ``preserve_background=True`` does the same with the model's own text segmentation.
+        """
+        task = canonical_task(task)
+        rgb = self.read(image)
+        need = [task]
+        if task == TEXT_REMOVAL and preserve_background and mask is None:
+            need.append(TEXT_SEGMENTATION)
+        outputs = self.predict_outputs(rgb, need, mode=mode)
+        if task == TEXT_REMOVAL and len(need) > 1:
+            mask = self._segmentation(outputs[TEXT_SEGMENTATION], rgb, threshold).mask
+        return self._decode(task, outputs[task], rgb, threshold=threshold, mask=mask, dilation=dilation)
+
+    def run_all(self, image: Any, tasks: str | Sequence[str] = "all", *, mode: str | None = None,
+                threshold: float = DEFAULT_SEGMENTATION_THRESHOLD) -> dict[str, TaskResult]:
+        """Every requested task on one image with a single encoder pass: ``{task: result}``."""
+        rgb = self.read(image)
+        names = [t for t in canonical_tasks(tasks) if t in self.model.tasks]
+        outputs = self.predict_outputs(rgb, names, mode=mode)
+        return {t: self._decode(t, outputs[t], rgb, threshold=threshold) for t in names}
+
+    def read(self, image: Any) -> np.ndarray:
+        """The user's image as uint8 ``(H, W, 3)`` RGB (through :func:`upocr.io.read_image`)."""
+        return read_image(image, **self.read_kwargs)
+
+    def resolve_mode(self, height: int, width: int, mode: str | None = None) -> str:
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "auto":
+            return "tile" if height * width > 4 * self.size * self.size else "resize"
+        return mode
+
+    @torch.inference_mode()
+    def predict_outputs(self, rgb: np.ndarray, tasks: Iterable[str], *, mode: str | None = None) -> dict[str, np.ndarray]:
+        """Full-resolution model outputs ``{task: float32 (H, W, 3)}`` (raw, not clamped)."""
+        tasks = [canonical_task(t) for t in tasks]
+        h, w = rgb.shape[:2]
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255).unsqueeze(0)
+        if self.resolve_mode(h, w, mode) == "resize":
+            return self._predict_resized(image, tasks)
+        return self._predict_tiled(image, tasks)
+
+    # ------------------------------------------------------------------ internals
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=self.dtype or torch.float16)
+        if self.dtype is not None:
+            return torch.autocast(self.device.type, dtype=self.dtype)
+        return contextlib.nullcontext()
+
+    def _run(self, batch: torch.Tensor, tasks: list[str]) -> dict[str, torch.Tensor]:
+        """Final-scale outputs ``{task: (B, 3, h, w)}`` for a batch already at a valid size."""
+        with self._autocast():
+            if len(tasks) == 1:
+                outs = {tasks[0]: self.model(batch.to(self.device), tasks[0])}
+            else:
+                outs = self.model.forward_tasks(batch.to(self.device), tasks)
+        return {t: o[-1].float() for t, o in outs.items()}
+
+    def _predict_resized(self, image: torch.Tensor, tasks: list[str]) -> dict[str, np.ndarray]:
+        h, w = image.shape[-2:]
+        s = self.size
+        small = F.interpolate(image, size=(s, s), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+        outs = self._run(small, tasks)
+        result = {}
+        for task, out in outs.items():
+            mode = "bicubic" if task == TEXT_REMOVAL else "bilinear"
+            full = F.interpolate(out.cpu(), size=(h, w), mode=mode, align_corners=False)
+            result[task] = full[0].permute(1, 2, 0).numpy()
+        return result
+
+    def _predict_tiled(self, image: torch.Tensor, tasks: list[str]) -> dict[str, np.ndarray]:
+        h, w = image.shape[-2:]
+        # pad to multiples of the network stride (reflect where possible) so every window is valid
+        ph, pw = -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE
+        padded = _pad_to(image, ph, pw)
+        tile = self.size
+        th, tw = min(tile, ph), min(tile, pw)
+        overlap = min(self.tile_overlap, max(0, min(th, tw) - SIZE_MULTIPLE))
+        windows = tile_windows(ph, pw, (th, tw), overlap)
+        acc = {t: TileAccumulator(ph, pw, 3) for t in tasks}
+        for i in range(0, len(windows), self.batch_size):
+            group = windows[i : i + self.batch_size]
+            crops = torch.cat([padded[:, :, t:b, l:r] for (t, l, b, r) in group])
+            outs = self._run(crops, tasks)
+            for task, out in outs.items():
+                arr = out.cpu().permute(0, 2, 3, 1).numpy()
+                for k, win in enumerate(group):
+                    top, left, bottom, right = win
+                    acc[task].add(win, arr[k], blend_weights(bottom - top, right - left, overlap))
+        return {t: a.result()[:h, :w] for t, a in acc.items()}
+
+    def _decode(self, task: str, output: np.ndarray, rgb: np.ndarray, *, threshold: float,
+                mask: np.ndarray | None = None, dilation: int = 7) -> TaskResult:
+        if task == TEXT_REMOVAL:
+            cleaned = (np.clip(output, 0, 1) * 255 + 0.5).astype(np.uint8)
+            if mask is None:
+                return TextRemovalResult(image=cleaned, original=rgb, raw=cleaned)
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != rgb.shape[:2]:
+                raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+            region = dilate_mask(mask, dilation)
+            return TextRemovalResult(image=composite_inside_mask(rgb, cleaned, region), original=rgb, raw=cleaned,
+                                     mask=region)
+        if task == TEXT_SEGMENTATION:
+            return self._segmentation(output, rgb, threshold)
+        if task == TAMPERED_TEXT_DETECTION:
+            scores = np.clip(output, 0, 1)
+            scores = scores / np.maximum(scores.sum(axis=-1, keepdims=True), 1e-6)
+            return TamperingResult(probabilities=scores.astype(np.float32), original=rgb)
+        raise ValueError(f"unknown task {task!r}")
+
+    @staticmethod
+    def _segmentation(output: np.ndarray, rgb: np.ndarray, threshold: float) -> TextSegmentationResult:
+        probability = np.clip(output.mean(axis=-1), 0, 1).astype(np.float32)
+        return TextSegmentationResult(probability=probability, original=rgb, threshold=float(threshold))
+
+
+def _pad_to(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    if (h, w) == (height, width):
+        return image
+    pad = (0, width - w, 0, height - h)
+    mode = "reflect" if (height - h) < h and (width - w) < w else "replicate"
+    return F.pad(image, pad, mode=mode)
+
