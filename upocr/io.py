@@ -24,7 +24,6 @@ import os
 import re
 import tempfile
 import threading
-import warnings
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO, Iterator
@@ -97,7 +96,7 @@ def read_image(
         return array_to_rgb(source, name=name or "<array>", max_pixels=max_pixels)
     if isinstance(source, Image.Image):
         label = name or _pil_name(source)
-        return _decode(source, label, max_pixels, owned=False)
+        return _decode(source, label, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "<bytes>"
         return _read_bytes(bytes(source), label, max_pixels)
@@ -177,7 +176,7 @@ def _read_stream(stream: BinaryIO, label: str, max_pixels: int | None) -> np.nda
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as exc:
         raise ImageReadError(label, f"corrupt or unreadable image header ({exc})") from exc
     with image:
-        return _decode(image, label, max_pixels, owned=True)
+        return _decode(image, label, max_pixels)
 
 
 def _open_with_limit(stream: BinaryIO, max_pixels: int | None) -> Image.Image:
@@ -213,8 +212,24 @@ def _check_size(width: int, height: int, label: str, max_pixels: int | None) -> 
         )
 
 
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
 def _describe_unknown(head: bytes) -> str:
     """A plain-words guess of what a file that is not a readable image actually is."""
+    for signature, fmt in _SIGNATURES:
+        if head.startswith(signature) and (fmt != "BMP" or len(head) >= 26):
+            return f"truncated or corrupt image data (it starts like a {fmt} file but cannot be decoded)"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "truncated or corrupt image data (it starts like a WebP file but cannot be decoded)"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if stripped.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
         return "not an image: this looks like an HTML web page (was a download redirected?)"
@@ -244,7 +259,7 @@ def _looks_like_text(head: bytes) -> bool:
     return printable >= 0.95 * max(1, len(text))
 
 
-def _decode(image: Image.Image, label: str, max_pixels: int | None, *, owned: bool) -> np.ndarray:
+def _decode(image: Image.Image, label: str, max_pixels: int | None) -> np.ndarray:
     width, height = image.size
     _check_size(width, height, label, max_pixels)
     try:

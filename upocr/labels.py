@@ -50,7 +50,6 @@ from .tasks import (
     TAMPER_CLASSES,
     TAMPERED_TEXT_DETECTION,
     TEXT_REMOVAL,
-    TEXT_SEGMENTATION,
     canonical_task,
 )
 

@@ -37,6 +37,9 @@ from .tasks import (
 from .tiling import TileAccumulator, blend_weights, tile_windows
 
 MODES = ("resize", "tile", "auto")
+#: Tampering scores are a softmax of the raw outputs at this temperature: their argmax is the
+#: official decoding (argmax over the channels), and a clean one-hot output scores about 1.
+TAMPERING_TEMPERATURE = 0.1
 #: Folder of the project's bundled default weights (config.json + model.safetensors).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "upocr-tiny"
 #: Environment variable naming a Hub repo id or folder to use instead of the bundled weights.
@@ -154,7 +157,7 @@ class UPOCRPipeline:
         """Full-resolution model outputs ``{task: float32 (H, W, 3)}`` (raw, not clamped)."""
         tasks = [canonical_task(t) for t in tasks]
         h, w = rgb.shape[:2]
-        image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255).unsqueeze(0)
+        image = torch.tensor(rgb).permute(2, 0, 1).float().div_(255).unsqueeze(0)
         if self.resolve_mode(h, w, mode) == "resize":
             return self._predict_resized(image, tasks)
         return self._predict_tiled(image, tasks)
@@ -224,8 +227,9 @@ class UPOCRPipeline:
         if task == TEXT_SEGMENTATION:
             return self._segmentation(output, rgb, threshold)
         if task == TAMPERED_TEXT_DETECTION:
-            scores = np.clip(output, 0, 1)
-            scores = scores / np.maximum(scores.sum(axis=-1, keepdims=True), 1e-6)
+            logits = output / TAMPERING_TEMPERATURE
+            scores = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            scores /= scores.sum(axis=-1, keepdims=True)
             return TamperingResult(probabilities=scores.astype(np.float32), original=rgb)
         raise ValueError(f"unknown task {task!r}")
 

@@ -112,8 +112,8 @@ class TamperedRegion:
 class TamperingResult:
     """Tampered text detection: per-class scores ``(H, W, 3)`` (background, real, tampered).
 
-    Scores are the clamped model outputs normalised to sum to one per pixel; ``labels`` is their
-    argmax: 0 background, 1 real text, 2 tampered text.
+    Scores sum to one per pixel (the pipeline uses a softmax of the raw outputs, so their argmax
+    is the official decoding); ``labels`` is that argmax: 0 background, 1 real text, 2 tampered text.
     """
 
     probabilities: np.ndarray

@@ -25,6 +25,11 @@ IGNORE_LABEL = 255
 REAL_TEXT = 1
 TAMPERED_TEXT = 2
 
+_TAMPER_PALETTE = np.zeros((256, 3), dtype=np.uint8)
+for _index, _colour in enumerate(TAMPER_TARGET_COLOURS):
+    _TAMPER_PALETTE[_index] = _colour
+_TAMPER_PALETTE[IGNORE_LABEL] = IGNORE_BYTE
+
 
 def segmentation_target(text: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
     """Boolean ``(H, W)`` text mask (and optional ignore mask) -> uint8 ``(H, W, 3)`` target."""
@@ -40,16 +45,20 @@ def tampering_target(labels: np.ndarray) -> np.ndarray:
 
     Any other value raises ``ValueError``.
     """
-    labels = np.asarray(labels)
-    bad = ~np.isin(labels, (0, 1, 2, IGNORE_LABEL))
-    if bad.any():
-        values = sorted({int(v) for v in np.unique(labels[bad])[:8]})
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+        raise ValueError("tampering labels must be whole numbers 0, 1, 2 or 255")
+    if labels.dtype != np.uint8:
+        if labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise ValueError(f"tampering labels must be 0, 1, 2 or {IGNORE_LABEL}; "
+                             f"found values in [{labels.min()}, {labels.max()}]")
+        labels = labels.astype(np.uint8)
+    counts = np.bincount(labels.ravel(), minlength=256)
+    counts[[0, 1, 2, IGNORE_LABEL]] = 0
+    if counts.any():
+        values = [int(v) for v in np.flatnonzero(counts)[:8]]
         raise ValueError(f"tampering labels must be 0, 1, 2 or {IGNORE_LABEL}; found {values}")
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for index, colour in enumerate(TAMPER_TARGET_COLOURS):
-        palette[index] = colour
-    palette[IGNORE_LABEL] = IGNORE_BYTE
-    return palette[labels.astype(np.uint8)]
+    return _TAMPER_PALETTE[labels]
 
 
 def boxes_to_labels(

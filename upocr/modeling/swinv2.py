@@ -93,6 +93,7 @@ class WindowAttention(nn.Module):
         self.v_bias = nn.Parameter(torch.zeros(dim))
         self.proj = nn.Linear(dim, dim)
         self._bias_cache: torch.Tensor | None = None
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
 
     def position_bias(self) -> torch.Tensor:
         """``(heads, N, N)`` bias ``16 * sigmoid(cpb)``; cached in eval mode (weights fixed)."""
@@ -107,20 +108,41 @@ class WindowAttention(nn.Module):
             self._bias_cache = bias.contiguous()
         return bias
 
-    def train(self, mode: bool = True):
+    def clear_cache(self) -> None:
         self._bias_cache = None
+        self._mask_cache = {}
+
+    def train(self, mode: bool = True):
+        self.clear_cache()
         return super().train(mode)
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self._bias_cache = None
+        self.clear_cache()
         return super()._load_from_state_dict(*args, **kwargs)
 
     def _apply(self, fn, *args, **kwargs):
-        self._bias_cache = None
+        self.clear_cache()
         return super()._apply(fn, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: ``(B * nW, N, C)``; ``mask``: ``(nW, N, N)`` additive or None."""
+    def attention_mask(self, shift_mask: torch.Tensor | None, key: tuple | None = None) -> torch.Tensor:
+        """Additive mask ``(1 or nW, heads, N, N)``: position bias plus the shifted-window mask.
+
+        In eval mode without gradients the sum is cached under ``key`` (the padded map size)."""
+        use_cache = not self.training and not torch.is_grad_enabled() and (shift_mask is None or key is not None)
+        key = (key, shift_mask is None, self.position_bias().device if shift_mask is None else shift_mask.device)
+        if use_cache and key in self._mask_cache:
+            return self._mask_cache[key]
+        bias = self.position_bias().unsqueeze(0)
+        combined = bias if shift_mask is None else (bias + shift_mask.unsqueeze(1)).contiguous()
+        if use_cache:
+            if len(self._mask_cache) > 16:
+                self._mask_cache.clear()
+            self._mask_cache[key] = combined
+        return combined
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, mask_key: tuple | None = None) -> torch.Tensor:
+        """``x``: ``(B * nW, N, C)``; ``mask``: ``(nW, N, N)`` additive shift mask or None;
+        ``mask_key``: a hashable name for ``mask`` (the padded map size) to cache bias + mask under."""
         bw, n, c = x.shape
         qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         qkv = F.linear(x, self.qkv.weight, qkv_bias)
@@ -129,16 +151,10 @@ class WindowAttention(nn.Module):
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
         q = F.normalize(q, dim=-1) * scale
         k = F.normalize(k, dim=-1)
-        bias = self.position_bias().to(q.dtype)
-        if mask is None:
-            attn_mask = bias.unsqueeze(0)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
-        else:
-            nw = mask.shape[0]
-            attn_mask = (bias.unsqueeze(0) + mask.to(q.dtype).unsqueeze(1)).unsqueeze(0)
-            q, k, v = (t.view(bw // nw, nw, self.num_heads, n, -1) for t in (q, k, v))
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
-            out = out.view(bw, self.num_heads, n, -1)
+        attn_mask = self.attention_mask(mask, mask_key).to(q.dtype)
+        if attn_mask.shape[0] not in (1, bw):  # one copy of the window masks per image of the batch
+            attn_mask = attn_mask.repeat(bw // attn_mask.shape[0], 1, 1, 1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
         out = out.transpose(1, 2).reshape(bw, n, c)
         return self.proj(out)
 
@@ -168,7 +184,7 @@ class SwinV2Block(nn.Module):
         hp, wp = h + pad_b, w + pad_r
         if self.shift:
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        y = self.attn(window_partition(y, ws), mask if self.shift else None)
+        y = self.attn(window_partition(y, ws), mask if self.shift else None, (hp, wp) if self.shift else None)
         y = window_reverse(y, ws, hp, wp)
         if self.shift:
             y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))

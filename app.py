@@ -1,0 +1,28 @@
+"""UPOCR Studio. ``python app.py [--model REPO_OR_DIR] [--data DIR] [--host H] [--port P] [--share]``
+
+The model is ``--model``, else ``$UPOCR_MODEL``, else the bundled default weights. Without any
+trained weights the app still starts and says how to pass a model.
+"""
+
+import argparse
+import os
+
+from demo import build_demo, launch
+from demo.cli import load_pipeline
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--model", help="Hub repo id or folder (default: $UPOCR_MODEL, else the bundled weights)")
+parser.add_argument("--data", help="a local folder of images to annotate (labels go to DATA/.upocr-labels)")
+parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME"), help="e.g. 0.0.0.0 (default 127.0.0.1)")
+parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
+parser.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
+parser.add_argument("--max-file-size", default=os.environ.get("UPOCR_MAX_FILE_SIZE", "20mb"))
+parser.add_argument("--studio-dir", default=None, help="folder the app owns (default $UPOCR_STUDIO_DIR or a temp folder)")
+args, _ = parser.parse_known_args()
+
+pipeline, load_error = load_pipeline(args.model)
+demo = build_demo(pipeline, data_dir=args.data, studio_dir=args.studio_dir, max_file_size=args.max_file_size,
+                  load_error=load_error)
+
+if __name__ == "__main__":
+    launch(demo, host=args.host, port=args.port, share=args.share)

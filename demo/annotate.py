@@ -1,0 +1,352 @@
+"""Annotation workspaces: where uploaded images live, where their labels go, and the steps of a
+labelling pass (pre-label, review, export). Labels are kept by :class:`upocr.labels.LabelStore`
+and exported by :func:`upocr.export.export_zip`; this module only arranges folders.
+
+Layout::
+
+    DATA_DIR/.upocr-labels/<task>/          labels of a local ``--data`` folder (LabelStore layout)
+    STUDIO/workspaces/<id>/images/...       uploaded images (zip folders kept)
+    STUDIO/workspaces/<id>/labels/<task>/   their labels
+
+A workspace id is a salted hash of the uploaded files' names and contents: uploading the same
+files again reopens the same workspace (and resumes), and nobody can guess another's id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import stat
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from upocr.export import export_zip
+from upocr.io import ImageReadError, is_image_file, iter_image_files, normalize_relative_path, read_image
+from upocr.labels import DONE, REVIEWED, LabelStore, ReviewedLabelError
+from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task
+
+from .core import UserInputError
+
+LABELS_FOLDER = ".upocr-labels"
+_WORKSPACE_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_files: int = 2000
+    max_file_bytes: int = 20 * 1024 * 1024
+    max_total_bytes: int = 1024 * 1024 * 1024
+
+
+# ------------------------------------------------------------------------------------------
+# Uploads and zips
+# ------------------------------------------------------------------------------------------
+
+
+def _salt(root: Path) -> bytes:
+    path = root / ".salt"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        root.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_bytes(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(value)
+        return value
+
+
+def browser_secret(workspaces_root: Path) -> str:
+    """A stable secret for values the app keeps in the browser (survives restarts)."""
+    return hashlib.sha256(b"browser-state" + _salt(workspaces_root)).hexdigest()
+
+
+def workspace_id(files: Sequence[str | os.PathLike], workspaces_root: Path) -> str:
+    digest = hashlib.sha256(_salt(workspaces_root))
+    for path in sorted(files, key=lambda p: Path(p).name):
+        digest.update(Path(path).name.encode("utf-8", "surrogateescape") + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()[:24]
+
+
+def is_workspace_id(value: str | None) -> bool:
+    return bool(value) and bool(_WORKSPACE_ID.match(value))
+
+
+def _unique(target: Path) -> Path:
+    if not target.exists():
+        return target
+    for n in range(2, 10_000):
+        candidate = target.with_name(f"{target.stem} ({n}){target.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise UserInputError(f"too many files named {target.name}")
+
+
+def _inside(root: Path, rel: PurePosixPath) -> Path:
+    target = root.joinpath(*rel.parts)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(target)]) != real_root:
+        raise UserInputError(f"{rel}: the path leaves the upload folder")
+    return target
+
+
+def safe_extract_zip(zip_path: str | os.PathLike, dest: Path, limits: UploadLimits,
+                     budget: list[int]) -> tuple[list[str], list[str]]:
+    """Extract the images of a zip into ``dest`` safely.
+
+    Kept: regular files with an image extension whose path stays inside ``dest`` (no absolute
+    paths, ``..``, drive letters, links, hidden or ``__MACOSX`` entries). Each file is limited to
+    ``limits.max_file_bytes`` and all files together to the remaining ``budget`` (counted on the
+    bytes actually read, not on the sizes the archive claims). Returns ``(extracted, skipped)``
+    relative paths / reasons.
+    """
+    extracted: list[str] = []
+    skipped: list[str] = []
+    name = Path(zip_path).name
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UserInputError(f"{name}: not a readable zip archive ({exc})") from exc
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            try:
+                rel = normalize_relative_path(info.filename)
+            except ValueError as exc:
+                skipped.append(f"{info.filename}: {exc}")
+                continue
+            if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
+                continue
+            if not is_image_file(rel.name):
+                skipped.append(f"{rel}: not an image file")
+                continue
+            file_type = stat.S_IFMT(info.external_attr >> 16)
+            if file_type and file_type != stat.S_IFREG:
+                skipped.append(f"{rel}: not a regular file (link or device)")
+                continue
+            if info.flag_bits & 0x1:
+                skipped.append(f"{rel}: encrypted")
+                continue
+            if len(extracted) >= limits.max_files:
+                raise UserInputError(f"{name}: more than {limits.max_files} images; split the archive")
+            target = _unique(_inside(dest, rel))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            cap = min(limits.max_file_bytes, budget[0])
+            written = 0
+            try:
+                with archive.open(info) as source, open(target, "wb") as out:
+                    for chunk in iter(lambda: source.read(1 << 20), b""):
+                        written += len(chunk)
+                        if written > cap:
+                            break
+                        out.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+                target.unlink(missing_ok=True)
+                skipped.append(f"{rel}: corrupt entry ({exc})")
+                continue
+            if written > cap:
+                target.unlink(missing_ok=True)
+                if cap < limits.max_file_bytes:
+                    raise UserInputError(f"{name}: the images add up to more than "
+                                         f"{limits.max_total_bytes // (1024 * 1024)} MB; split the archive")
+                skipped.append(f"{rel}: larger than {limits.max_file_bytes // (1024 * 1024)} MB")
+                continue
+            budget[0] -= written
+            extracted.append(target.relative_to(dest).as_posix())
+    return extracted, skipped
+
+
+def ingest_uploads(files: Iterable[str | os.PathLike], workspaces_root: Path,
+                   limits: UploadLimits = UploadLimits()) -> tuple[str, list[str]]:
+    """Copy uploaded images (and the images of uploaded zips) into a workspace.
+
+    Returns ``(workspace id, notes about skipped files)``. An existing workspace with the same
+    id (same files uploaded before) is reused as is, so its labels and review state remain.
+    """
+    paths = [Path(f) for f in files if f]
+    if not paths:
+        raise UserInputError("No files: upload images or a zip of images.")
+    ident = workspace_id(paths, workspaces_root)
+    root = workspaces_root / ident
+    images = root / "images"
+    if images.is_dir() and any(images.iterdir()):
+        return ident, []
+    staging = root / ".incoming"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    notes: list[str] = []
+    budget = [limits.max_total_bytes]
+    count = 0
+    try:
+        for path in paths:
+            if path.suffix.lower() == ".zip":
+                done, skipped = safe_extract_zip(path, staging, limits, budget)
+                count += len(done)
+                notes.extend(f"{path.name}/{note}" for note in skipped)
+                continue
+            if not is_image_file(path.name):
+                notes.append(f"{path.name}: not an image or zip file")
+                continue
+            size = path.stat().st_size
+            if size > min(limits.max_file_bytes, budget[0]):
+                notes.append(f"{path.name}: too large")
+                continue
+            count += 1
+            if count > limits.max_files:
+                raise UserInputError(f"more than {limits.max_files} images; upload fewer at a time")
+            budget[0] -= size
+            shutil.copyfile(path, _unique(staging / path.name))
+        if count == 0:
+            raise UserInputError("None of the uploaded files is an image (" + "; ".join(notes[:5]) + ")")
+        shutil.rmtree(images, ignore_errors=True)
+        os.replace(staging, images)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ident, notes
+
+
+# ------------------------------------------------------------------------------------------
+# A labelling pass
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    rel: str
+    status: str | None
+
+
+class Workspace:
+    """Images under ``images_root`` and their ``task`` labels in ``labels_dir``."""
+
+    def __init__(self, images_root: Path, labels_dir: Path, task: str, *, model: str | None = None,
+                 exclude: Sequence[Path] = ()):
+        self.images_root = Path(images_root)
+        self.labels_dir = Path(labels_dir)
+        self.task = canonical_task(task)
+        self.store = LabelStore(self.labels_dir, self.task, model=model)
+        files = iter_image_files(self.images_root, exclude=tuple(exclude) + (self.labels_dir,))
+        self.items = [p.relative_to(self.images_root).as_posix() for p in files]
+        self.lock = threading.RLock()
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path, task: str, *, model: str | None = None) -> "Workspace":
+        return cls(data_dir, data_dir / LABELS_FOLDER / canonical_task(task), task, model=model)
+
+    @classmethod
+    def for_upload(cls, workspaces_root: Path, ident: str, task: str, *, model: str | None = None) -> "Workspace":
+        if not is_workspace_id(ident):
+            raise UserInputError("Unknown workspace id.")
+        root = workspaces_root / ident
+        if not (root / "images").is_dir():
+            raise UserInputError(f"No workspace {ident} here (it may have been cleaned up): upload the images again.")
+        return cls(root / "images", root / "labels" / canonical_task(task), task, model=model)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def counts(self) -> dict[str, int]:
+        records = self.store.records()
+        wanted = set(self.items)
+        statuses = [records[rel]["status"] for rel in records if rel in wanted]
+        return {
+            "total": len(self.items),
+            "reviewed": sum(s == REVIEWED for s in statuses),
+            "labelled": sum(s in (DONE, REVIEWED) for s in statuses),
+            "failed": sum(s == "failed" for s in statuses),
+        }
+
+    def status(self, rel: str) -> str | None:
+        return self.store.status(rel)
+
+    def first_unreviewed(self, start: int = 0) -> int | None:
+        """Index of the first item at or after ``start`` (wrapping around) not yet reviewed."""
+        n = len(self.items)
+        if n == 0:
+            return None
+        records = self.store.records()
+        for step in range(n):
+            index = (start + step) % n
+            record = records.get(self.items[index])
+            if record is None or record["status"] != REVIEWED:
+                return index
+        return None
+
+    def read_image(self, rel: str) -> np.ndarray:
+        path = self.images_root.joinpath(*normalize_relative_path(rel).parts)
+        return read_image(path, name=rel)
+
+    def label(self, rel: str) -> np.ndarray | None:
+        """The stored label as class values (0/1 or 0/1/2), or ``None``."""
+        if self.store.status(rel) not in (DONE, REVIEWED) or not self.store.label_path(rel).is_file():
+            return None
+        return self.store.read_class_map(rel)
+
+    def prelabel(self, predict: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]],
+                 items: Iterable[str] | None = None, *, redo: bool = False, threshold: float | None = None) -> dict:
+        """Label every image that has no label yet (``redo``: also replace model labels).
+
+        ``predict(rgb) -> (label, cleaned)`` runs the model. Reviewed labels are never touched;
+        unreadable images are recorded as failed with the reason. Returns counts.
+        """
+        summary = {"labelled": 0, "kept": 0, "reviewed_kept": 0, "failed": 0}
+        for rel in self.items if items is None else items:
+            status = self.store.status(rel)
+            if status == REVIEWED:
+                summary["reviewed_kept"] += 1
+                continue
+            if status == DONE and not redo and self.store.is_done(rel):
+                summary["kept"] += 1
+                continue
+            try:
+                rgb = self.read_image(rel)
+            except ImageReadError as exc:
+                self.store.mark_failed(rel, exc.problem)
+                summary["failed"] += 1
+                continue
+            label, cleaned = predict(rgb)
+            extra = {"threshold": threshold} if threshold is not None and self.task != TAMPERED_TEXT_DETECTION else None
+            try:
+                self.store.write_label(rel, label, cleaned=cleaned, record=extra)
+            except ReviewedLabelError:  # reviewed meanwhile (another tab)
+                summary["reviewed_kept"] += 1
+                continue
+            summary["labelled"] += 1
+        return summary
+
+    def accept(self, rel: str, label: np.ndarray, *, cleaned: np.ndarray | None = None,
+               overwrite: bool = False) -> dict:
+        """Save a person's label as reviewed (a reviewed label is replaced only with ``overwrite``)."""
+        if self.store.is_reviewed(rel) and not overwrite:
+            raise ReviewedLabelError(
+                f"{rel} was already reviewed; tick 'Replace reviewed labels' to save over it."
+            )
+        if self.task == TEXT_REMOVAL and cleaned is None:
+            raise ValueError("text removal labels need the cleaned image")
+        return self.store.mark_reviewed(rel, label, cleaned=cleaned, overwrite=overwrite)
+
+    def export(self, zip_path: Path, *, include_images: bool = False) -> dict:
+        return export_zip(self.store, zip_path, image_root=self.images_root if include_images else None)
+
+
+ANNOTATION_TASKS = {
+    "Text segmentation": TEXT_SEGMENTATION,
+    "Text removal": TEXT_REMOVAL,
+    "Tampered text detection": TAMPERED_TEXT_DETECTION,
+}

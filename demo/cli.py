@@ -1,0 +1,25 @@
+"""Picking the model for the app: ``--model``, ``$UPOCR_MODEL`` or the bundled default weights."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger("upocr.studio")
+
+
+def load_pipeline(model: str | None = None, **kwargs):
+    """``(pipeline, None)``, or ``(None, message)`` when there is no model to load.
+
+    Missing default weights are the expected case while training is in progress: the message
+    says so and how to pass a model. A named model that fails to load is an error worth
+    showing too (the app still starts so the message is visible).
+    """
+    from upocr.pipeline import NoDefaultWeightsError, UPOCRPipeline
+
+    try:
+        return UPOCRPipeline.from_pretrained(model, **kwargs), None
+    except NoDefaultWeightsError:
+        return None, None  # the app's banner explains it
+    except Exception as exc:  # noqa: BLE001 - reported in the banner and the log
+        logger.exception("could not load the model %r", model)
+        return None, f"Could not load the model {model!r}: {type(exc).__name__}: {exc}"

@@ -1,0 +1,225 @@
+"""The app's public API, called as users do: the app launched on a free port, gradio_client.
+
+A tiny random model is used: these tests check files, sizes, modes and values, not quality.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from _app_support import EXAMPLES, launch, load_pipeline, open_png, save_tiny_model, values  # noqa: E402
+
+MAX_PIXELS = 400 * 400
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from demo import build_demo
+
+    root = tmp_path_factory.mktemp("app-api")
+    pipeline = load_pipeline(save_tiny_model(root / "model"))
+    demo = build_demo(pipeline, studio_dir=root / "studio", max_file_size="300kb", max_pixels=MAX_PIXELS)
+    url = launch(demo)
+    try:
+        yield {"url": url, "client": Client(url, verbose=False), "root": root, "demo": demo}
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def client(app):
+    return app["client"]
+
+
+@pytest.fixture
+def grey_jpeg(tmp_path):
+    """A greyscale JPEG of an odd size (the app must give back the input's size)."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "odd size.jpg"
+    Image.fromarray(rng.integers(0, 255, (77, 131), dtype=np.uint8), "L").save(path)
+    return path
+
+
+def test_public_api_is_exactly_the_four_endpoints(client):
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert named == {"/remove_text", "/segment_text", "/detect_tampering", "/run_all"}
+
+
+def test_remove_text_returns_rgb_png_of_input_size(client):
+    source = EXAMPLES / "street_sign.jpg"
+    out = open_png(client.predict(handle_file(str(source)), api_name="/remove_text"))
+    assert out.mode == "RGB"
+    assert out.size == Image.open(source).size
+
+
+def test_remove_text_keeps_odd_sizes_and_grey_inputs(client, grey_jpeg):
+    out = open_png(client.predict(handle_file(str(grey_jpeg)), api_name="/remove_text"))
+    assert (out.mode, out.size) == ("RGB", (131, 77))
+
+
+def test_segment_text_returns_binary_mask(client):
+    source = EXAMPLES / "document.png"
+    path = client.predict(handle_file(str(source)), api_name="/segment_text")
+    mask = open_png(path)
+    assert mask.mode == "L"
+    assert mask.size == Image.open(source).size
+    assert values(mask) <= {0, 255}
+    assert values(mask) == {0, 255}, "the test model should give a mask that is neither empty nor full"
+    assert path.endswith("document-text-mask.png")
+
+
+def test_detect_tampering_returns_labels_and_overlay(client):
+    source = EXAMPLES / "receipt.png"
+    labels_path, overlay_path = client.predict(handle_file(str(source)), api_name="/detect_tampering")
+    labels, overlay = open_png(labels_path), open_png(overlay_path)
+    size = Image.open(source).size
+    assert labels.mode == "L" and labels.size == size
+    assert values(labels) <= {0, 1, 2}
+    assert overlay.mode == "RGB" and overlay.size == size
+
+
+def test_run_all_matches_the_single_task_endpoints(client):
+    source = str(EXAMPLES / "receipt.png")
+    removed, mask, labels, overlay = client.predict(handle_file(source), api_name="/run_all")
+    size = Image.open(source).size
+    assert open_png(removed).mode == "RGB" and open_png(removed).size == size
+    assert values(open_png(mask)) <= {0, 255}
+    assert values(open_png(labels)) <= {0, 1, 2}
+    assert open_png(overlay).size == size
+    single = np.asarray(open_png(client.predict(handle_file(source), api_name="/segment_text")))
+    shared = np.asarray(open_png(mask))
+    assert (single == shared).mean() > 0.99  # one encoder pass gives the same segmentation
+
+
+def test_text_file_renamed_png_gives_a_clear_error(client, tmp_path):
+    bad = tmp_path / "photo.png"
+    bad.write_text("this is not an image, just some text\n")
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(str(bad)), api_name="/segment_text")
+    message = str(info.value)
+    assert "photo.png" in message and "not an image" in message
+    assert "Traceback" not in message
+
+
+def test_truncated_png_gives_a_clear_error(client, tmp_path):
+    data = (EXAMPLES / "document.png").read_bytes()
+    bad = tmp_path / "cut.png"
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(str(bad)), api_name="/remove_text")
+    assert "cut.png" in str(info.value)
+    assert "corrupt" in str(info.value) or "truncated" in str(info.value)
+
+
+def test_too_many_pixels_gives_a_clear_error(client, tmp_path):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (500, 500), "white").save(big)  # small file, 250k pixels > limit
+    with pytest.raises(AppError, match="too large"):
+        client.predict(handle_file(str(big)), api_name="/detect_tampering")
+
+
+def test_oversized_upload_is_refused(app, client, tmp_path):
+    import httpx
+
+    big = tmp_path / "noise.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (360, 360, 3), dtype=np.uint8)).save(big)  # ~390 KB > 300 KB
+    assert big.stat().st_size > 300 * 1024
+    with pytest.raises(ValueError, match="maximum file size"):
+        client.predict(handle_file(str(big)), api_name="/remove_text")
+    # the server refuses it too (for clients that do not check)
+    response = httpx.post(app["url"] + "gradio_api/upload", files={"files": ("noise.png", big.read_bytes())})
+    assert response.status_code == 413
+
+
+def test_files_outside_the_app_folders_are_not_served(app):
+    import httpx
+
+    for target in ("/etc/passwd", str(app["root"] / "model" / "config.json")):
+        response = httpx.get(app["url"] + "gradio_api/file=" + target)
+        assert response.status_code in (403, 404), target
+
+
+def test_outputs_are_written_in_the_app_folder(app, client):
+    client.predict(handle_file(str(EXAMPLES / "receipt.png")), api_name="/segment_text")
+    outputs = app["root"] / "studio" / "outputs"
+    assert any(outputs.rglob("receipt-text-mask.png"))
+
+
+def test_app_without_weights_starts_and_explains(tmp_path):
+    from demo import build_demo
+
+    demo = build_demo(None, studio_dir=tmp_path / "studio")
+    url = launch(demo)
+    try:
+        import httpx
+
+        page = httpx.get(url).text
+        assert "UPOCR Studio" in page
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError) as info:
+            client.predict(handle_file(str(EXAMPLES / "receipt.png")), api_name="/remove_text")
+        message = str(info.value)
+        assert "No trained default weights" in message
+        assert "--model" in message and "UPOCR_MODEL" in message
+    finally:
+        demo.close()
+
+
+def test_editor_layer_round_trip():
+    """The mask painted in the editor is the mask that downloads (both label kinds)."""
+    from demo import core
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    mask = rng.random((20, 30)) > 0.5
+    value = core.editor_value(rgb, mask, "text-segmentation")
+    assert (core.label_from_editor(value, "text-segmentation", (20, 30)) == mask).all()
+    labels = rng.integers(0, 3, (20, 30)).astype(np.uint8)
+    value = core.editor_value(rgb, labels, "tampered-text-detection")
+    assert (core.label_from_editor(value, "tampered-text-detection", (20, 30)) == labels).all()
+    # a layer that came back one pixel larger (canvas rounding) is fitted to the image
+    layer = np.zeros((21, 31, 4), np.uint8)
+    layer[:10, :, 3] = 255
+    fitted = core.label_from_editor({"layers": [layer]}, "text-segmentation", (20, 30))
+    assert fitted.shape == (20, 30) and fitted[:9].all() and not fitted[11:].any()
+
+
+def test_zip_upload_is_extracted_safely(tmp_path):
+    import stat
+    import zipfile
+
+    from demo.annotate import UploadLimits, ingest_uploads
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(png, format="PNG")
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("scans/page 1.png", png.getvalue())
+        zf.writestr("../escape.png", png.getvalue())
+        zf.writestr("/abs/root.png", png.getvalue())
+        zf.writestr("notes.txt", "hello")
+        zf.writestr("__MACOSX/scans/._page 1.png", b"junk")
+        zf.writestr("huge.png", b"\x89PNG" + b"\0" * 5000)
+        link = zipfile.ZipInfo("link.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    root = tmp_path / "workspaces"
+    ident, notes = ingest_uploads([archive], root, UploadLimits(max_file_bytes=4096))
+    images = root / ident / "images"
+    found = sorted(p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file())
+    assert found == ["scans/page 1.png"]
+    assert not (tmp_path / "escape.png").exists() and not (root / "escape.png").exists()
+    assert any("huge.png" in n for n in notes) and any("escape" in n for n in notes)
+    assert any("link.png" in n and "not a regular file" in n for n in notes)
+    # the same upload again reopens the same workspace
+    assert ingest_uploads([archive], root, UploadLimits(max_file_bytes=4096))[0] == ident

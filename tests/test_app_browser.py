@@ -1,0 +1,320 @@
+"""End-to-end: the app in headless Chromium (Playwright), as a user clicks through it.
+
+Run with ``pytest -m browser tests/test_app_browser.py``. Needs Debian's chromium at
+/usr/bin/chromium (or $UPOCR_CHROMIUM). Screenshots of every step go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("gradio")
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+from _app_support import ARTIFACTS, EXAMPLES, launch, load_pipeline, open_png, save_tiny_model, values  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("UPOCR_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+TIMEOUT = 60_000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from demo import build_demo
+
+    root = tmp_path_factory.mktemp("app-browser")
+    pipeline = load_pipeline(save_tiny_model(root / "model"))
+    demo = build_demo(pipeline, studio_dir=root / "studio")
+    url = launch(demo)
+    try:
+        yield {"url": url, "root": root}
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server["url"])
+    page.wait_for_selector("#rm-run")
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def href(page, selector: str) -> str | None:
+    link = page.locator(f"{selector} a[href]")
+    return link.first.get_attribute("href") if link.count() else None
+
+
+def wait_new_file(page, selector: str, old: str | None = None) -> str:
+    """Wait until the gr.File at ``selector`` links a file other than ``old``; its URL."""
+    page.wait_for_function(
+        """([sel, old]) => { const a = document.querySelector(sel + ' a[href]');
+                             return a && a.href !== old; }""",
+        arg=[selector, old or ""],
+    )
+    return page.locator(f"{selector} a[href]").first.get_attribute("href")
+
+
+def fetch(page, url: str) -> bytes:
+    response = page.request.get(url)
+    assert response.ok, f"{url}: HTTP {response.status}"
+    return response.body()
+
+
+def mask_at(page, url: str) -> np.ndarray:
+    image = open_png(fetch(page, url))
+    assert image.mode == "L" and values(image) <= {0, 255}
+    return np.asarray(image) > 0
+
+
+def upload(page, prefix: str, path: Path) -> None:
+    page.locator(f"#{prefix}-input input[type=file]").set_input_files(str(path))
+    page.wait_for_selector(f"#{prefix}-input img")
+
+
+def stroke(page, editor: str, tool: str, dy: float = 0.0, width: float = 0.6) -> None:
+    """Drag across the middle of the editor's canvas with ``tool`` ("Brush" or "Erase")."""
+    page.locator(f"#{editor} button[aria-label='{tool}']").first.click()
+    box = page.locator(f"#{editor} canvas").first.bounding_box()
+    image = page.locator(f"#{editor} canvas").first
+    assert image.is_visible()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + dy
+    half = box["width"] * width / 2
+    page.mouse.move(cx - min(half, 80), cy)
+    page.mouse.down()
+    page.mouse.move(cx + min(half, 80), cy, steps=15)
+    page.mouse.up()
+
+
+def test_removal_tab_example_and_erase(page):
+    shot(page, "01-start")
+    open_tab(page, "Text removal")
+    # an example (lazily cached on first use) fills the input and the outputs
+    page.locator("#rm-examples img").last.click()
+    url = wait_new_file(page, "#rm-file")
+    removed = open_png(fetch(page, url))
+    assert removed.mode == "RGB" and removed.size == Image.open(EXAMPLES / "street_sign.jpg").size
+    page.wait_for_selector("#rm-slider img")
+    shot(page, "02-removal-example")
+    # erase only inside the (model's) mask shown in the editor, after painting more of it
+    stroke(page, "rm-editor", "Brush")
+    page.click("#rm-erase")
+    erased_url = wait_new_file(page, "#rm-file", url)
+    assert erased_url.endswith("street_sign-erased.png")
+    erased = open_png(fetch(page, erased_url))
+    assert erased.size == removed.size
+    shot(page, "03-removal-erased")
+
+
+def test_segmentation_threshold_and_editor(page):
+    open_tab(page, "Text segmentation")
+    upload(page, "seg", EXAMPLES / "receipt.png")
+    page.click("#seg-run")
+    first_url = wait_new_file(page, "#seg-mask-file")
+    first = mask_at(page, first_url)
+    overlay_before = page.locator("#seg-overlay img").first.get_attribute("src")
+    shot(page, "04-segmentation")
+    assert 0.05 < first.mean() < 0.95
+
+    # the threshold slider re-thresholds the kept probability map (keyboard on the range input)
+    page.locator("#seg-threshold input[type=range]").focus()
+    for _ in range(20):
+        page.keyboard.press("ArrowRight")
+    second_url = wait_new_file(page, "#seg-mask-file", first_url)
+    page.wait_for_function(
+        "(old) => { const i = document.querySelector('#seg-overlay img'); return i && i.src !== old; }",
+        arg=overlay_before,
+    )
+    assert page.input_value("#seg-threshold input[type=number]") == "0.6"
+    second = mask_at(page, second_url)
+    assert second.sum() < first.sum(), "a higher threshold must give a smaller mask"
+    assert not (second & ~first).any(), "a higher threshold only removes pixels"
+    shot(page, "05-segmentation-threshold")
+
+    # opacity changes the overlay but not the mask
+    overlay_mid = page.locator("#seg-overlay img").first.get_attribute("src")
+    page.locator("#seg-opacity input[type=range]").focus()
+    page.keyboard.press("End")
+    page.wait_for_function(
+        "(old) => { const i = document.querySelector('#seg-overlay img'); return i && i.src !== old; }",
+        arg=overlay_mid,
+    )
+    third_url = wait_new_file(page, "#seg-mask-file", second_url)
+    assert (mask_at(page, third_url) == second).all()
+
+    # paint in the editor: the edited mask that downloads grows with the brush...
+    page.click("#seg-save-mask")
+    saved_url = wait_new_file(page, "#seg-edited-mask")
+    saved = mask_at(page, saved_url)
+    assert (saved == second).all(), "the editor starts from the thresholded mask"
+    stroke(page, "seg-editor", "Brush", dy=-20)
+    page.click("#seg-save-mask")
+    painted_url = wait_new_file(page, "#seg-edited-mask", saved_url)
+    painted = mask_at(page, painted_url)
+    assert painted.sum() > saved.sum() + 50 and not (saved & ~painted).any()
+    # ...and shrinks with the eraser
+    stroke(page, "seg-editor", "Erase", dy=25)
+    page.click("#seg-save-mask")
+    erased_url = wait_new_file(page, "#seg-edited-mask", painted_url)
+    erased = mask_at(page, erased_url)
+    assert erased.sum() < painted.sum() - 50 and not (erased & ~painted).any()
+    shot(page, "06-segmentation-painted")
+
+    # undo brings the erased pixels back
+    page.locator("#seg-editor button[aria-label='Undo']").first.click()
+    page.click("#seg-save-mask")
+    undone = mask_at(page, wait_new_file(page, "#seg-edited-mask", erased_url))
+    assert (undone == painted).all()
+
+    # "Erase this" runs removal inside the edited mask only
+    page.click("#seg-erase")
+    erased_image = open_png(fetch(page, wait_new_file(page, "#seg-erase-file")))
+    original = np.asarray(Image.open(EXAMPLES / "receipt.png").convert("RGB"))
+    changed = (np.abs(np.asarray(erased_image).astype(int) - original).max(-1) > 0)
+    assert changed.any() and not changed.all()
+    shot(page, "07-segmentation-erase-this")
+
+
+def test_tampering_and_all_tasks(page):
+    open_tab(page, "Tampered text detection")
+    upload(page, "tp", EXAMPLES / "receipt.png")
+    page.click("#tp-run")
+    page.wait_for_function("() => document.querySelectorAll('#tp-files a[href]').length >= 2")
+    links = [a.get_attribute("href") for a in page.locator("#tp-files a[href]").all()]
+    labels = open_png(fetch(page, next(u for u in links if "tamper-labels" in u)))
+    assert labels.mode == "L" and values(labels) <= {0, 1, 2}
+    legend = page.locator("#tp-annotated").inner_text()
+    assert "real text" in legend and "tampered text" in legend
+    page.wait_for_function("() => document.querySelectorAll('#tp-table tbody tr').length > 0")
+    shot(page, "08-tampering")
+
+    open_tab(page, "All tasks")
+    upload(page, "all", EXAMPLES / "document.png")
+    page.click("#all-run")
+    page.wait_for_function("() => document.querySelectorAll('#all-files a[href]').length >= 4")
+    page.wait_for_selector("#all-seg img")
+    page.wait_for_selector("#all-slider img")
+    shot(page, "09-all-tasks")
+
+
+def test_corrupt_upload_shows_a_message(page, tmp_path):
+    bad = tmp_path / "holiday.png"
+    bad.write_text("not really a picture")
+    open_tab(page, "Text segmentation")
+    page.locator("#seg-input input[type=file]").set_input_files(str(bad))
+    page.click("#seg-run")
+    toast = page.get_by_text("holiday.png", exact=False).first
+    toast.wait_for()
+    assert "not" in toast.inner_text().lower()
+    shot(page, "10-corrupt-upload")
+
+
+def _status(page) -> str:
+    return page.locator("#ann-status").inner_text()
+
+
+def _wait_status(page, text: str) -> None:
+    page.wait_for_function(
+        "(t) => { const s = document.querySelector('#ann-status'); return s && s.innerText.includes(t); }", arg=text
+    )
+
+
+def test_annotate_three_images_and_resume(page, server, tmp_path):
+    images = []
+    for i, name in enumerate(["street_sign.jpg", "document.png", "receipt.png"]):
+        path = tmp_path / f"img{i} {name}"
+        path.write_bytes((EXAMPLES / name).read_bytes())
+        images.append(path)
+    open_tab(page, "Annotate")
+    page.locator("#ann-files input[type=file]").set_input_files([str(p) for p in images])
+    _wait_status(page, "Reviewed 0 / 3")
+    page.click("#ann-prelabel")
+    _wait_status(page, "labelled 3")
+    page.wait_for_selector("#ann-editor canvas")
+    shot(page, "11-annotate-prelabelled")
+
+    # accept with the button, then with the keyboard shortcut (A)
+    page.click("#ann-accept")
+    _wait_status(page, "Reviewed 1 / 3")
+    page.locator("#ann-status").click()  # focus on the page, not on a text field
+    page.keyboard.press("a")
+    _wait_status(page, "Reviewed 2 / 3")
+    shot(page, "12-annotate-two-accepted")
+
+    # a reviewed label is not replaced without confirmation
+    page.keyboard.press("p")  # back to the image accepted just before
+    page.wait_for_function("() => document.querySelector('#ann-status').innerText.includes('(reviewed)')")
+    page.click("#ann-accept")
+    page.get_by_text("already reviewed", exact=False).first.wait_for()
+    assert "Reviewed 2 / 3" in _status(page)
+
+    # reload: the browser reopens its workspace and the progress is still there
+    page.reload()
+    page.wait_for_selector("#rm-run")
+    open_tab(page, "Annotate")
+    _wait_status(page, "Reviewed 2 / 3")
+    shot(page, "13-annotate-after-reload")
+    page.keyboard.press("u")  # next unreviewed
+    page.wait_for_function("() => !document.querySelector('#ann-status').innerText.includes('(reviewed)')")
+    stroke(page, "ann-editor", "Brush")
+    page.click("#ann-accept")
+    _wait_status(page, "Reviewed 3 / 3")
+
+    # export: PNG masks named after the sources, COCO RLE, LabelMe, manifest
+    page.click("#ann-export")
+    data = fetch(page, wait_new_file(page, "#ann-zip"))
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read("manifest.json"))
+        coco = json.loads(archive.read("coco.json"))
+    for path in images:
+        assert f"masks/{path.stem}.png" in names
+        assert f"labelme/{path.stem}.json" in names
+    assert manifest["counts"]["reviewed"] == 3
+    assert {img["file_name"] for img in coco["images"]} == {p.name for p in images}
+    assert all(isinstance(a["segmentation"]["counts"], str) for a in coco["annotations"])
+    shot(page, "14-annotate-exported")
+
+    # uploading the same files again resumes the same workspace
+    page.reload()
+    page.wait_for_selector("#rm-run")
+    open_tab(page, "Annotate")
+    page.locator("#ann-files input[type=file]").set_input_files([str(p) for p in images])
+    _wait_status(page, "Reviewed 3 / 3")

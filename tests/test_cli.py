@@ -1,0 +1,83 @@
+"""``upocr predict`` end to end on a folder, through the installed entry points."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from upocr.cli import main as cli_main
+
+
+@pytest.fixture()
+def image_folder(tmp_path):
+    root = tmp_path / "in"
+    (root / "sub dir").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(root / "a.png")
+    Image.fromarray(rng.integers(0, 255, (50, 120, 3), dtype=np.uint8)).save(root / "sub dir" / "b ü.jpg")
+    Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(root / "grey.tif")
+    return root
+
+
+@pytest.mark.parametrize("task, mode, values", [
+    ("text-removal", "RGB", None),
+    ("text-segmentation", "L", {0, 255}),
+    ("tampered-text-detection", "L", {0, 1, 2}),
+])
+def test_predict_writes_one_png_per_image(micro_model_dir, image_folder, tmp_path, task, mode, values):
+    out = tmp_path / "out"
+    code = cli_main(["predict", "--task", task, "--model", str(micro_model_dir), str(image_folder), "--output", str(out)])
+    assert code == 0
+    expected = {"a.png": (90, 70), "sub dir/b ü.png": (120, 50), "grey.png": (40, 40)}
+    written = {p.relative_to(out).as_posix(): p for p in out.rglob("*.png")}
+    assert set(written) == set(expected)
+    for rel, size in expected.items():
+        with Image.open(written[rel]) as im:
+            assert im.size == size and im.mode == mode
+            if values is not None:
+                assert set(np.unique(np.asarray(im))) <= values
+
+
+def test_bad_files_give_a_clear_message_and_a_nonzero_exit(micro_model_dir, image_folder, tmp_path, capsys):
+    (image_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    out = tmp_path / "out"
+    code = cli_main(["predict", "--task", "segmentation", "--model", str(micro_model_dir), str(image_folder), "-o", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err
+    assert (out / "a.png").is_file() and not (out / "broken.png").exists()
+
+
+def test_input_errors(micro_model_dir, tmp_path, capsys):
+    assert cli_main(["predict", "--task", "ocr", str(tmp_path), "-o", str(tmp_path / "o")]) == 2
+    assert "unknown task" in capsys.readouterr().err
+    assert cli_main(["predict", "--task", "removal", str(tmp_path / "nowhere.png"), "--model", str(micro_model_dir),
+                     "-o", str(tmp_path / "o")]) == 1
+    assert "nowhere.png" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["predict", "--task", "removal", str(empty), "-o", str(tmp_path / "o")]) == 2
+    assert "no images found" in capsys.readouterr().err
+
+
+def test_missing_default_weights_are_reported(monkeypatch, image_folder, tmp_path, capsys):
+    from upocr import pipeline
+
+    monkeypatch.delenv(pipeline.MODEL_ENV, raising=False)
+    monkeypatch.setattr(pipeline, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    assert cli_main(["predict", "--task", "removal", str(image_folder), "-o", str(tmp_path / "o")]) == 1
+    assert "no trained default weights" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_console_script(micro_model_dir, image_folder, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "upocr", "predict", "--task", "text-segmentation", "--model",
+                          str(micro_model_dir), str(image_folder / "a.png"), "--output", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "o" / "a.png").is_file()
+    helptext = subprocess.run(["upocr", "--help"], capture_output=True, text=True, timeout=120)
+    assert helptext.returncode == 0 and "predict" in helptext.stdout and "convert" in helptext.stdout

@@ -1,0 +1,183 @@
+"""Fonts for the synthetic data engine.
+
+By default the engine uses the TrueType fonts that ship with matplotlib
+(``matplotlib/mpl-data/fonts/ttf``): DejaVu Sans, Sans Mono and Serif in four styles each,
+STIX General in four styles and five Computer Modern faces. They come with ``pip install``,
+so every install renders the same glyphs; operating-system fonts are never used. Users can
+pass their own font files or folders of fonts instead.
+
+Text is laid out with Pillow's basic layout engine (no libraqm), which renders the same on
+every platform.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from PIL import ImageFont
+
+from .splits import partition
+
+FONT_EXTENSIONS = frozenset({".ttf", ".otf", ".ttc"})
+
+#: File stems of the default fonts, all in matplotlib's ``mpl-data/fonts/ttf``. Symbol,
+#: display-only and fallback fonts in that folder (STIXSiz*, STIXNonUni*, cmex10, cmsy10,
+#: cmmi10, DejaVu*Display, LastResortHE) are left out: they do not render ordinary text.
+DEFAULT_FONT_STEMS: tuple[str, ...] = (
+    "DejaVuSans",
+    "DejaVuSans-Bold",
+    "DejaVuSans-Oblique",
+    "DejaVuSans-BoldOblique",
+    "DejaVuSansMono",
+    "DejaVuSansMono-Bold",
+    "DejaVuSansMono-Oblique",
+    "DejaVuSansMono-BoldOblique",
+    "DejaVuSerif",
+    "DejaVuSerif-Bold",
+    "DejaVuSerif-Italic",
+    "DejaVuSerif-BoldItalic",
+    "STIXGeneral",
+    "STIXGeneralBol",
+    "STIXGeneralItalic",
+    "STIXGeneralBolIta",
+    "cmr10",
+    "cmb10",
+    "cmss10",
+    "cmti10",
+    "cmtt10",
+)
+
+#: Characters a font must have to be usable at all.
+REQUIRED_CHARACTERS = frozenset(string.ascii_letters + string.digits)
+#: Characters the text generator may use; fonts lacking some of them get text without them.
+GENERATOR_CHARACTERS = frozenset(string.ascii_letters + string.digits + " .,:;-/$%&()!?'\"#@+*=€£¥")
+
+
+@dataclass(frozen=True)
+class FontSpec:
+    """One font file and the generator characters it can draw."""
+
+    path: str
+    name: str
+    charset: frozenset
+
+    def supports(self, text: str) -> bool:
+        return all(ch in self.charset for ch in text)
+
+    def clean(self, text: str) -> str:
+        """``text`` without the characters this font lacks (spaces collapsed)."""
+        kept = "".join(ch for ch in text if ch in self.charset or ch == " ")
+        return " ".join(kept.split())
+
+
+def matplotlib_font_dir() -> Path:
+    """matplotlib's bundled TrueType folder (``mpl-data/fonts/ttf``)."""
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
+        raise RuntimeError("the default fonts come from matplotlib; install it (pip install matplotlib) "
+                           "or pass font files with fonts=...") from exc
+    return Path(matplotlib.__file__).resolve().parent / "mpl-data" / "fonts" / "ttf"
+
+
+def default_font_paths() -> list[Path]:
+    """The default font files, sorted by file name (the order used for the split partition)."""
+    folder = matplotlib_font_dir()
+    paths = [folder / f"{stem}.ttf" for stem in DEFAULT_FONT_STEMS]
+    found = [p for p in paths if p.is_file()]
+    if not found:
+        raise RuntimeError(f"no default fonts found in {folder}; pass font files with fonts=...")
+    return sorted(found, key=lambda p: p.name)
+
+
+def _font_charset(path: str) -> frozenset:
+    """Generator characters covered by the font's character map."""
+    try:
+        from fontTools.ttLib import TTFont, TTLibError
+    except ImportError:  # pragma: no cover - fontTools comes with matplotlib
+        return GENERATOR_CHARACTERS
+    try:
+        font = TTFont(path, lazy=True, fontNumber=0)
+        cmap = font.getBestCmap() or {}
+        font.close()
+    except (TTLibError, OSError, KeyError, ValueError, AssertionError) as exc:
+        raise ValueError(f"{path}: not a readable TrueType/OpenType font ({exc})") from exc
+    return frozenset(ch for ch in GENERATOR_CHARACTERS if ord(ch) in cmap)
+
+
+@lru_cache(maxsize=1024)
+def _font_spec(path: str) -> FontSpec:
+    charset = _font_charset(path)
+    return FontSpec(path=path, name=Path(path).stem, charset=charset)
+
+
+def _expand(entry: str | os.PathLike) -> list[Path]:
+    path = Path(entry).expanduser()
+    if path.is_dir():
+        found = sorted(
+            (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FONT_EXTENSIONS
+             and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+            key=lambda p: p.relative_to(path).as_posix(),
+        )
+        if not found:
+            raise ValueError(f"{path}: the folder holds no font files (.ttf, .otf, .ttc)")
+        return found
+    if path.is_file():
+        if path.suffix.lower() not in FONT_EXTENSIONS:
+            raise ValueError(f"{path}: not a font file (expected .ttf, .otf or .ttc)")
+        return [path]
+    raise ValueError(f"{path}: no such font file or folder")
+
+
+def resolve_fonts(fonts: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> list[FontSpec]:
+    """Font specs for ``fonts``: ``None`` for the defaults, or font files and folders.
+
+    Folders are searched recursively. Files are kept in the order given (folders sorted), with
+    duplicates removed. Fonts that cannot draw the letters and digits are skipped with a
+    warning; ``ValueError`` if none is left.
+    """
+    if fonts is None:
+        paths = default_font_paths()
+    else:
+        entries = [fonts] if isinstance(fonts, (str, os.PathLike)) else list(fonts)
+        if not entries:
+            raise ValueError("fonts is an empty list; pass None for the default fonts")
+        paths = []
+        for entry in entries:
+            paths.extend(_expand(entry))
+    specs: list[FontSpec] = []
+    seen: set[str] = set()
+    skipped: list[str] = []
+    for path in paths:
+        key = str(Path(path).resolve())
+        if key in seen:
+            continue
+        seen.add(key)
+        spec = _font_spec(key)
+        if REQUIRED_CHARACTERS - spec.charset:
+            skipped.append(str(path))
+            continue
+        specs.append(spec)
+    if skipped:
+        warnings.warn("skipped fonts that cannot draw Latin letters and digits: " + ", ".join(skipped),
+                      stacklevel=2)
+    if not specs:
+        raise ValueError("none of the given fonts can draw Latin letters and digits")
+    return specs
+
+
+def fonts_for_split(fonts: Sequence[FontSpec], split: str) -> list[FontSpec]:
+    """The fonts of ``split``: every fifth font of the list is held out (see :mod:`.splits`)."""
+    return partition(list(fonts), split)
+
+
+@lru_cache(maxsize=2048)
+def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    """A cached Pillow font object for ``path`` at ``size`` pixels (basic layout engine)."""
+    return ImageFont.truetype(path, int(size), layout_engine=ImageFont.Layout.BASIC)

@@ -1,0 +1,1176 @@
+"""Joint multi-task training of UPOCR.
+
+Every optimiser step draws one batch per task (``batch_size`` images each, per process), each
+image with its own task prompt, and minimises the sum of the per-task losses (weight 1 each) from
+:func:`upocr.training.losses.task_loss`. ``forward="concat"`` runs the network once on the
+concatenated batch (the default on CUDA); ``forward="per-task"`` runs one forward/backward per
+task and accumulates the gradients (the default on CPU, where it measured faster and needs about a
+third of the activation memory). Both give the same gradient up to float rounding.
+
+* Optimiser: AdamW with four parameter groups: encoder / rest (the encoder's learning rate is
+  ``lr * lr_encoder_ratio``) x decay / no decay. Weight decay is not applied to 1-D parameters
+  (norm weights, biases, q/v biases), SwinV2 ``logit_scale``, the continuous position bias MLP
+  (``cpb_mlp``) or the task prompts.
+* Schedule (:func:`learning_rate`): optimiser update ``s`` (counted from 1) uses
+  ``lr * s / warmup_steps`` during warm-up, then decays linearly to ``min_lr`` at update
+  ``steps``. Both parameter groups follow the same factor, so the encoder ends at
+  ``min_lr * lr_encoder_ratio``.
+* Precision: fp16 autocast with a gradient scaler on CUDA when ``amp`` is set; float32 on CPU.
+  Gradients are clipped to a global norm of ``grad_clip`` (after unscaling).
+* Data: each task has an infinite, deterministic stream of item positions. Epoch ``e`` of a
+  task is a permutation of its (concatenated) datasets drawn from ``(seed, task, e)``; every item
+  is loaded with the Python, NumPy and torch random generators seeded from ``(seed, task,
+  position)`` (and restored afterwards), so random augmentations are reproducible whatever the
+  number of workers. With ``N`` processes, global positions ``[p, p + N * batch_size)`` are split
+  into ``N`` consecutive shards. A checkpoint stores the number of positions consumed per task.
+* Checkpoints (``output_dir/checkpoints/last.pt``, written atomically) hold the model, optimiser,
+  scheduler, gradient scaler, step, data positions and every process's random generator states;
+  they load with ``torch.load(..., weights_only=True)``. Resuming continues bit-exactly: N steps
+  in one go and k steps + resume + N - k steps give identical weights (same hardware and
+  thread count).
+* Logging: a tqdm bar (rank 0) and JSON lines in ``output_dir/log.jsonl``:
+  ``{"event": "train", "step", "lr", "loss", "losses": {task: ...}, "grad_norm", "time",
+  "images_per_s"}`` and ``{"event": "val", "step", "val": {task: {"loss", metrics...}}}``.
+* Validation on held-out sets every ``val_every`` steps (rank 0): loss per task and quick metrics
+  (removal PSNR on [0, 1] images, segmentation foreground IoU at the default threshold,
+  tampering mean IoU of the two text classes).
+* The final model is written with ``save_pretrained`` to ``output_dir/model`` (the model with the
+  lowest validation loss to ``output_dir/best`` when ``save_best``), with a model card.
+* Several processes: launch with ``torchrun --nproc_per_node N -m upocr train ...``; with
+  ``WORLD_SIZE > 1`` the model is wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU);
+  only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..tasks import (
+    DEFAULT_SEGMENTATION_THRESHOLD,
+    TAMPERED_TEXT_DETECTION,
+    TASKS,
+    TEXT_REMOVAL,
+    TEXT_SEGMENTATION,
+    canonical_task,
+)
+
+CHECKPOINT_NAME = "last.pt"
+LOG_NAME = "log.jsonl"
+CONFIG_NAME = "config.yaml"
+#: Checkpoint layout version (bumped on incompatible changes).
+CHECKPOINT_VERSION = 1
+_MAX_PSNR = 100.0
+
+
+class TrainingError(RuntimeError):
+    """A training run cannot start or continue (bad configuration, existing run, missing checkpoint)."""
+
+
+# =============================================================================================
+# Configuration
+# =============================================================================================
+
+
+def _default_datasets() -> dict[str, list[dict]]:
+    return {task: [{"format": "synthetic", "split": "train"}] for task in TASKS}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Load with :meth:`from_yaml` / :meth:`from_dict`; every
+    field is also a ``upocr train`` flag (``--field-name``; lists and mappings as YAML)."""
+
+    # --- model
+    preset: str = field(default="tiny", metadata={"help": "model preset for a fresh model (tiny, small)"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "fine-tune from a model folder, Hub repo id or official .pth instead of a fresh preset"})
+    model_overrides: dict = field(default_factory=dict, metadata={
+        "help": "UPOCR constructor arguments overriding the preset/loaded config, e.g. {drop_path_rate: 0.1}"})
+    # --- data
+    datasets: dict = field(default_factory=_default_datasets, metadata={
+        "help": "training data: {task: [dataset spec, ...]} (specs of one task are concatenated)"})
+    val_datasets: dict = field(default_factory=dict, metadata={
+        "help": "held-out data: {task: [dataset spec, ...]}"})
+    image_size: int = field(default=512, metadata={"help": "training image side (multiple of 32)"})
+    batch_size: int = field(default=8, metadata={"help": "images per task per step and process"})
+    num_workers: int = field(default=0, metadata={"help": "data loading processes per task (0: in the main process)"})
+    # --- optimisation
+    steps: int = field(default=80_000, metadata={"help": "optimiser updates in total"})
+    lr: float = field(default=5e-4, metadata={"help": "peak learning rate"})
+    lr_encoder_ratio: float = field(default=0.1, metadata={"help": "encoder learning rate / lr"})
+    min_lr: float = field(default=1e-5, metadata={"help": "learning rate at the last step"})
+    warmup_steps: int = field(default=2_000, metadata={"help": "linear warm-up from 0 (updates)"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    betas: list = field(default_factory=lambda: [0.9, 0.999], metadata={"help": "AdamW betas"})
+    grad_clip: float = field(default=0.1, metadata={"help": "max global gradient norm (0: no clipping)"})
+    forward: str = field(default="auto", metadata={
+        "help": "concat: one forward on all tasks' images; per-task: one forward/backward per task with "
+        "accumulated gradients (less memory); auto: concat on CUDA, per-task on CPU (measured faster there)"})
+    amp: bool = field(default=True, metadata={"help": "fp16 mixed precision on CUDA (ignored on CPU)"})
+    vgg16_weights: str | None = field(default=None, metadata={
+        "help": "local torchvision VGG16 weights: adds the perceptual and style terms to the removal loss"})
+    # --- run
+    seed: int = field(default=0, metadata={"help": "random seed (model init, data order, drop path)"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 (default: CUDA when available)"})
+    deterministic: bool = field(default=False, metadata={"help": "deterministic CUDA kernels (slower)"})
+    output_dir: str = field(default="runs/upocr", metadata={"help": "where logs, checkpoints and models go"})
+    log_every: int = field(default=10, metadata={"help": "steps between log lines"})
+    save_every: int = field(default=1_000, metadata={"help": "steps between checkpoints (0: only at the end)"})
+    val_every: int = field(default=2_000, metadata={"help": "steps between validations (0: only at the end)"})
+    val_batch_size: int | None = field(default=None, metadata={"help": "validation batch (default: batch_size)"})
+    val_max_items: int | None = field(default=None, metadata={"help": "validate on at most this many items per task"})
+    val_metrics: bool = field(default=True, metadata={"help": "compute PSNR / fgIoU / mIoU during validation"})
+    save_best: bool = field(default=True, metadata={"help": "keep the model with the lowest validation loss in output_dir/best"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        values = {str(k).replace("-", "_"): v for k, v in dict(values or {}).items()}
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise TrainingError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**values).validated()
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+        if not isinstance(values, Mapping):
+            raise TrainingError(f"{path}: expected a mapping of options at the top level")
+        return cls.from_dict(values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    # ------------------------------------------------------------------ checks
+    def validated(self) -> "TrainConfig":
+        """Normalise task names and dataset specs; raise :class:`TrainingError` on bad values."""
+        self.datasets = _normalise_specs(self.datasets, "datasets")
+        if not self.datasets:
+            raise TrainingError("no training datasets given")
+        self.val_datasets = _normalise_specs(self.val_datasets or {}, "val_datasets")
+        self.model_overrides = dict(self.model_overrides or {})
+        self.betas = [float(b) for b in self.betas]
+        if len(self.betas) != 2:
+            raise TrainingError("betas needs two values")
+        if self.image_size <= 0 or self.image_size % 32:
+            raise TrainingError(f"image_size must be a positive multiple of 32, got {self.image_size}")
+        for name in ("batch_size", "steps"):
+            if int(getattr(self, name)) < 1:
+                raise TrainingError(f"{name} must be at least 1")
+        for name in ("warmup_steps", "num_workers", "log_every", "save_every", "val_every"):
+            if int(getattr(self, name)) < 0:
+                raise TrainingError(f"{name} must not be negative")
+        if self.lr <= 0 or self.min_lr < 0 or self.lr_encoder_ratio < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise TrainingError("lr must be positive; min_lr, lr_encoder_ratio, weight_decay, grad_clip not negative")
+        if self.forward not in ("auto", "concat", "per-task"):
+            raise TrainingError(f"forward must be auto, concat or per-task, got {self.forward!r}")
+        if self.val_batch_size is not None and self.val_batch_size < 1:
+            raise TrainingError("val_batch_size must be at least 1")
+        return self
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.datasets)
+
+
+def _normalise_specs(specs: Mapping | None, what: str) -> dict[str, list[dict]]:
+    if specs is None:
+        return {}
+    if not isinstance(specs, Mapping):
+        raise TrainingError(f"{what} must map task names to dataset specs")
+    out: dict[str, list[dict]] = {}
+    for key, value in specs.items():
+        try:
+            task = canonical_task(key)
+        except ValueError as error:
+            raise TrainingError(f"{what}: {error}") from None
+        items = [value] if isinstance(value, Mapping) else list(value or [])
+        normalised = []
+        for spec in items:
+            if not isinstance(spec, Mapping) or "format" not in spec:
+                raise TrainingError(f"{what}[{task}]: each dataset spec needs a 'format', got {spec!r}")
+            spec = dict(spec)
+            if "task" in spec and canonical_task(spec["task"]) != task:
+                raise TrainingError(f"{what}[{task}]: spec names task {spec['task']!r}")
+            spec["task"] = task
+            normalised.append(spec)
+        if normalised:
+            out.setdefault(task, []).extend(normalised)
+    # Keep the canonical task order so that the concatenated batch is laid out the same way.
+    return {t: out[t] for t in TASKS if t in out}
+
+
+# =============================================================================================
+# Schedule
+# =============================================================================================
+
+
+def lr_factor(step: int, steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate for optimiser update ``step`` (counted from 1;
+    ``step = 0`` is the start of warm-up and gives 0)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return max(step, 0) / warmup_steps
+    span = steps - warmup_steps
+    if span <= 0:
+        return 1.0
+    done = min(max(step - warmup_steps, 0), span) / span
+    return 1.0 + (min_ratio - 1.0) * done
+
+
+def learning_rate(step: int, config: TrainConfig, encoder: bool = False) -> float:
+    """Learning rate of optimiser update ``step`` (1-based) under ``config``."""
+    peak = config.lr * (config.lr_encoder_ratio if encoder else 1.0)
+    return peak * lr_factor(step, config.steps, config.warmup_steps, config.min_lr / config.lr)
+
+
+# =============================================================================================
+# Data
+# =============================================================================================
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from a few integers (stable across platforms and runs)."""
+    return int(np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values]).generate_state(2, np.uint64)[0] >> 1)
+
+
+@contextmanager
+def seeded_rng(seed: int):
+    """Seed Python, NumPy and torch (CPU) generators inside the block; restore them afterwards."""
+    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+
+
+class TaskStream:
+    """Infinite deterministic order over a dataset of ``length`` items: position ``k`` is item
+    ``perm_e[k % length]`` with ``e = k // length`` and ``perm_e`` drawn from ``(seed, task_id, e)``."""
+
+    def __init__(self, length: int, seed: int, task_id: int, shuffle: bool = True):
+        if length < 1:
+            raise TrainingError("a training dataset is empty")
+        self.length, self.seed, self.task_id, self.shuffle = int(length), int(seed), int(task_id), shuffle
+        self._cache: dict[int, np.ndarray] = {}
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            if len(self._cache) > 2:
+                self._cache.clear()
+            if self.shuffle:
+                rng = np.random.default_rng([self.seed, self.task_id, epoch])
+                self._cache[epoch] = rng.permutation(self.length)
+            else:
+                self._cache[epoch] = np.arange(self.length)
+        return self._cache[epoch]
+
+    def index(self, position: int) -> int:
+        epoch, offset = divmod(int(position), self.length)
+        return int(self.permutation(epoch)[offset])
+
+
+class ShardedBatchSampler:
+    """Yields this process's share of each global batch as ``[(position, index), ...]``, from
+    global position ``start`` on. Global batch ``j`` covers positions
+    ``start + j * B * W + [0, B * W)``; process ``r`` takes ``[r * B, (r + 1) * B)`` of it."""
+
+    def __init__(self, stream: TaskStream, batch_size: int, start: int = 0, rank: int = 0, world_size: int = 1):
+        self.stream, self.batch_size, self.start = stream, int(batch_size), int(start)
+        self.rank, self.world_size = int(rank), int(world_size)
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def __iter__(self):
+        position = self.start + self.rank * self.batch_size
+        while True:
+            yield [(p, self.stream.index(p)) for p in range(position, position + self.batch_size)]
+            position += self.global_batch
+
+
+class PositionedDataset(torch.utils.data.Dataset):
+    """Wraps a dataset so that ``ds[(position, index)]`` loads ``index`` with the random
+    generators seeded from ``(seed, task_id, position)``."""
+
+    def __init__(self, dataset, seed: int, task_id: int):
+        self.dataset, self.seed, self.task_id = dataset, int(seed), int(task_id)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        position, index = key
+        with seeded_rng(_mix(self.seed, 1 + self.task_id, position)):
+            return self.dataset[index]
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    arr = np.asarray(x)
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(arr.astype(np.float32) / 255.0)
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    if x.shape[-2:] == (size, size):
+        return x
+    if mode == "nearest":
+        return F.interpolate(x[None], size=(size, size), mode="nearest")[0]
+    return F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
+
+
+class Collate:
+    """Stacks items into ``{"image", "target", "mask", "task", "name"}``; items of another size
+    are resized to ``image_size`` (images bilinearly, label targets and masks by nearest)."""
+
+    def __init__(self, image_size: int):
+        self.image_size = int(image_size)
+
+    def __call__(self, items: Sequence[Mapping]) -> dict:
+        images, targets, masks, tasks, names = [], [], [], [], []
+        for item in items:
+            task = canonical_task(item["task"])
+            image = _as_tensor(item["image"]).float()
+            target = _as_tensor(item["target"]).float()
+            mask = item.get("mask")
+            mask = torch.zeros_like(image[:1]) if mask is None else _as_tensor(mask).float()
+            if mask.ndim == 2:
+                mask = mask[None]
+            images.append(_resize(image, self.image_size, "bilinear"))
+            targets.append(_resize(target, self.image_size, "bilinear" if task == TEXT_REMOVAL else "nearest"))
+            masks.append(_resize(mask, self.image_size, "nearest"))
+            tasks.append(task)
+            names.append(str(item.get("name", "")))
+        return {"image": torch.stack(images), "target": torch.stack(targets), "mask": torch.stack(masks),
+                "task": tasks, "name": names}
+
+
+def build_task_dataset(specs: Sequence[Mapping], image_size: int):
+    """One dataset for a task: its specs built with :func:`upocr.data.datasets.build_dataset` and
+    concatenated. ``size`` defaults to ``image_size`` for specs that do not set it."""
+    from ..data.datasets import build_dataset
+
+    parts = []
+    for spec in specs:
+        spec = dict(spec)
+        spec.setdefault("size", image_size)
+        parts.append(build_dataset(spec))
+    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+
+
+# =============================================================================================
+# Distributed helpers
+# =============================================================================================
+
+
+def _dist_on() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _world() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from the torchrun environment."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+# =============================================================================================
+# RNG state (stored as tensors and plain values so that weights_only loading works)
+# =============================================================================================
+
+
+def rng_state() -> dict:
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: Mapping) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# =============================================================================================
+# Trainer
+# =============================================================================================
+
+
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """AdamW groups: (encoder | rest) x (decay | no decay); empty groups are dropped."""
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        encoder = name.startswith("encoder.")
+        no_decay = (param.ndim <= 1 or name.endswith("logit_scale") or ".cpb_mlp." in name
+                    or name.startswith("task_prompt."))
+        buckets.setdefault((encoder, not no_decay), []).append(param)
+    groups = []
+    for (encoder, decay), params in sorted(buckets.items()):
+        groups.append({
+            "params": params,
+            "lr": config.lr * (config.lr_encoder_ratio if encoder else 1.0),
+            "weight_decay": config.weight_decay if decay else 0.0,
+            "name": f"{'encoder' if encoder else 'main'}{'' if decay else '_no_decay'}",
+        })
+    return groups
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _round(value: Any, digits: int = 6) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, Mapping):
+        return {k: _round(v, digits) for k, v in value.items()}
+    return value
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` and trains.
+
+    ``Trainer(config, resume=False, overwrite=False).train(stop_at=None)``. ``resume`` continues
+    from ``output_dir/checkpoints/last.pt``; starting fresh into a folder that already holds a
+    checkpoint raises :class:`TrainingError` unless ``overwrite`` (which deletes that run's
+    checkpoint, log, config and models first). ``stop_at`` ends the call after that step (with a
+    checkpoint) without finishing the schedule; resume later to continue.
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False,
+                 datasets: Mapping[str, Any] | None = None, val_datasets: Mapping[str, Any] | None = None):
+        self.config = config.validated()
+        self.rank, self.local_rank, self.world_size = _world()
+        self.is_main = self.rank == 0
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_path = self.output_dir / "checkpoints" / CHECKPOINT_NAME
+        self._prepare_output_dir(resume, overwrite)
+        self.device = self._select_device()
+        self._init_distributed()
+        if config.deterministic and self.device.type == "cuda":
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+
+        checkpoint = self._load_checkpoint() if resume else None
+        seed_everything(config.seed)
+        self.model = self._build_model(checkpoint)
+        self.tasks = config.tasks
+        missing = [t for t in self.tasks + list(config.val_datasets) if t not in self.model.tasks]
+        if missing:
+            raise TrainingError(f"the model has no prompt for {', '.join(sorted(set(missing)))}; "
+                                f"it knows {', '.join(self.model.tasks)}")
+        self.model.to(self.device).train()
+        self.ddp_model = self._wrap_ddp(self.model)
+
+        self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.forward_mode = config.forward
+        if self.forward_mode == "auto":
+            self.forward_mode = "concat" if self.device.type == "cuda" else "per-task"
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config), lr=config.lr,
+                                           betas=tuple(config.betas), weight_decay=config.weight_decay)
+        min_ratio = config.min_lr / config.lr
+        steps, warmup = config.steps, config.warmup_steps
+
+        def factor(completed: int) -> float:  # LambdaLR counts completed updates; update k is k + 1
+            return lr_factor(completed + 1, steps, warmup, min_ratio)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.vgg = None
+        if config.vgg16_weights:
+            from .losses import VGG16Features
+
+            self.vgg = VGG16Features.from_file(config.vgg16_weights).to(self.device)
+
+        self.step = 0
+        self.positions = {t: 0 for t in self.tasks}
+        self.elapsed = 0.0
+        self.best_val: float | None = None
+        self.last_val: dict | None = None
+        self.images_seen = 0
+
+        self.train_sets = {t: (datasets[t] if datasets and t in datasets
+                               else build_task_dataset(config.datasets[t], config.image_size)) for t in self.tasks}
+        self.val_sets = {}
+        for t, specs in config.val_datasets.items():
+            self.val_sets[t] = (val_datasets[t] if val_datasets and t in val_datasets
+                                else build_task_dataset(specs, config.image_size))
+        if val_datasets:
+            for t, ds in val_datasets.items():
+                self.val_sets.setdefault(canonical_task(t), ds)
+
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        else:
+            # Different processes draw different drop-path masks; the model was built identically.
+            seed_everything(_mix(config.seed, 7919, self.rank))
+        self.streams = {t: TaskStream(len(self.train_sets[t]), config.seed, i) for i, t in enumerate(TASKS)
+                        if t in self.tasks}
+        self._iterators = None
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ setup
+    def _prepare_output_dir(self, resume: bool, overwrite: bool) -> None:
+        if resume and overwrite:
+            raise TrainingError("choose either resume or overwrite")
+        exists = self.checkpoint_path.is_file()
+        if resume and not exists:
+            raise TrainingError(f"nothing to resume: {self.checkpoint_path} does not exist")
+        if not resume and exists and not overwrite:
+            raise TrainingError(f"{self.output_dir} already holds a training run ({self.checkpoint_path}); "
+                                "continue it with --resume or start again with --overwrite")
+        if self.is_main and overwrite:
+            for name in ("checkpoints", "model", "best"):
+                shutil.rmtree(self.output_dir / name, ignore_errors=True)
+            for name in (LOG_NAME, CONFIG_NAME):
+                (self.output_dir / name).unlink(missing_ok=True)
+
+    def _select_device(self) -> torch.device:
+        name = self.config.device
+        if not name:
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(name)
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise TrainingError("CUDA was requested but is not available")
+            if self.world_size > 1:
+                device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        return device
+
+    def _init_distributed(self) -> None:
+        self._owns_process_group = False
+        if self.world_size > 1 and not _dist_on():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+            self._owns_process_group = True
+
+    def _wrap_ddp(self, model: nn.Module) -> nn.Module:
+        if self.world_size <= 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def _build_model(self, checkpoint: Mapping | None) -> nn.Module:
+        from ..modeling.upocr import UPOCR
+
+        config = self.config
+        if checkpoint is not None:
+            model = UPOCR(**checkpoint["model_config"])
+            model.load_state_dict(checkpoint["model"])
+            return model
+        if config.init_from:
+            try:
+                return UPOCR.from_pretrained(config.init_from, **config.model_overrides)
+            except (OSError, ValueError) as error:
+                raise TrainingError(f"cannot load init_from={config.init_from!r}: {error}") from error
+        return UPOCR.from_preset(config.preset, **config.model_overrides)
+
+    def _load_checkpoint(self) -> dict:
+        checkpoint = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        if checkpoint.get("version") != CHECKPOINT_VERSION:
+            raise TrainingError(f"{self.checkpoint_path}: unsupported checkpoint version {checkpoint.get('version')}")
+        return checkpoint
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, rng_states: list | None = None) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "model_config": _json_safe(self.model.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "positions": dict(self.positions),
+            "rng": rng_states if rng_states is not None else [rng_state()],
+            "world_size": self.world_size,
+            "elapsed": self.elapsed,
+            "images": self.images_seen,
+            "best_val": self.best_val,
+            "last_val": json.dumps(_json_safe(self.last_val)) if self.last_val is not None else None,
+            "config": json.dumps(self.config.to_dict()),
+        }
+
+    def _restore(self, checkpoint: Mapping) -> None:
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.scaler.is_enabled() and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.step = int(checkpoint["step"])
+        self.elapsed = float(checkpoint.get("elapsed", 0.0))
+        self.images_seen = int(checkpoint.get("images", 0))
+        self.best_val = checkpoint.get("best_val")
+        self.last_val = json.loads(checkpoint["last_val"]) if checkpoint.get("last_val") else None
+        for task in self.tasks:
+            self.positions[task] = int(checkpoint["positions"].get(task, 0))
+        states = checkpoint.get("rng") or []
+        if len(states) == self.world_size:
+            set_rng_state(states[self.rank])
+        else:  # another number of processes: fresh, still deterministic, generators
+            seed_everything(_mix(self.config.seed, 7919, self.rank, self.step))
+
+    def save_checkpoint(self) -> None:
+        """All processes call this; rank 0 writes ``last.pt`` atomically."""
+        states = [rng_state()]
+        if self.world_size > 1:
+            gathered: list = [None] * self.world_size
+            torch.distributed.all_gather_object(gathered, states[0])
+            states = gathered
+        if self.is_main:
+            _atomic_save(self.state_dict(states), self.checkpoint_path)
+        self._barrier()
+
+    def _barrier(self) -> None:
+        if self.world_size > 1:
+            if self.device.type == "cuda":
+                torch.distributed.barrier(device_ids=[self.device.index])
+            else:
+                torch.distributed.barrier()
+
+    # ------------------------------------------------------------------ data
+    def _make_iterators(self) -> dict:
+        config = self.config
+        iterators = {}
+        for task in self.tasks:
+            task_id = TASKS.index(task)
+            sampler = ShardedBatchSampler(self.streams[task], config.batch_size, self.positions[task],
+                                          self.rank, self.world_size)
+            loader = torch.utils.data.DataLoader(
+                PositionedDataset(self.train_sets[task], config.seed, task_id),
+                batch_sampler=sampler, num_workers=config.num_workers, collate_fn=Collate(config.image_size),
+                pin_memory=self.device.type == "cuda", persistent_workers=config.num_workers > 0,
+                prefetch_factor=2 if config.num_workers > 0 else None,
+                generator=torch.Generator().manual_seed(_mix(config.seed, task_id)),
+            )
+            iterators[task] = iter(loader)
+        return iterators
+
+    def _next_batches(self) -> dict[str, dict]:
+        if self._iterators is None:
+            self._iterators = self._make_iterators()
+        batches = {}
+        for task in self.tasks:
+            batches[task] = next(self._iterators[task])
+            self.positions[task] += self.config.batch_size * self.world_size
+        return batches
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self):
+        if self.use_amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return nullcontext()
+
+    def compute_losses(self, model: nn.Module, batches: Mapping[str, Mapping]) -> tuple[torch.Tensor, dict]:
+        """One forward on the concatenated batches; returns (sum of task losses, {task: parts})."""
+        from .losses import task_loss
+
+        dev = self.device
+        nb = dev.type == "cuda"
+        images = torch.cat([b["image"] for b in batches.values()]).to(dev, non_blocking=nb)
+        names = [t for t, b in batches.items() for _ in range(b["image"].shape[0])]
+        with self._autocast():
+            outputs = model(images, names)
+            total = outputs[-1].new_zeros((), dtype=torch.float32)
+            parts = {}
+            offset = 0
+            for task, batch in batches.items():
+                n = batch["image"].shape[0]
+                outs = [o[offset:offset + n].float() for o in outputs]
+                on_device = {"image": images[offset:offset + n].float(),
+                             "target": batch["target"].to(dev, non_blocking=nb),
+                             "mask": batch["mask"].to(dev, non_blocking=nb)}
+                loss, task_parts = task_loss(task, outs, on_device, vgg=self.vgg if task == TEXT_REMOVAL else None)
+                total = total + loss.float()
+                parts[task] = {"loss": loss.detach(), **{k: v for k, v in task_parts.items() if k != "total"}}
+                offset += n
+        return total, parts
+
+    def train_step(self, batches: Mapping[str, Mapping]) -> dict:
+        """One optimiser update on one batch per task."""
+        self.ddp_model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.forward_mode == "concat":
+            total, parts = self.compute_losses(self.ddp_model, batches)
+            self.scaler.scale(total).backward()
+        else:  # one forward/backward per task, gradients accumulated (synchronised once under DDP)
+            total, parts = torch.zeros((), device=self.device), {}
+            items = list(batches.items())
+            for i, (task, batch) in enumerate(items):
+                last = i == len(items) - 1
+                context = self.ddp_model.no_sync() if self.world_size > 1 and not last else nullcontext()
+                with context:
+                    loss, task_parts = self.compute_losses(self.ddp_model, {task: batch})
+                    self.scaler.scale(loss).backward()
+                total += loss.detach()
+                parts.update(task_parts)
+        self.scaler.unscale_(self.optimizer)
+        if self.config.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {"loss": total.detach(), "grad_norm": grad_norm.detach(), "tasks": parts}
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Loss and quick metrics per held-out task (rank 0 computes; the others wait)."""
+        results: dict[str, dict] = {}
+        if self.is_main and self.val_sets:
+            model = self.model
+            was_training = model.training
+            model.eval()
+            try:
+                for task, dataset in self.val_sets.items():
+                    results[task] = self._validate_task(model, task, dataset)
+            finally:
+                model.train(was_training)
+            results["loss"] = float(sum(r["loss"] for r in results.values() if isinstance(r, dict)))
+        self._barrier()
+        return results
+
+    def _validate_task(self, model: nn.Module, task: str, dataset) -> dict:
+        from .losses import task_loss
+
+        config = self.config
+        count = len(dataset) if config.val_max_items is None else min(len(dataset), config.val_max_items)
+        bs = config.val_batch_size or config.batch_size
+        collate = Collate(config.image_size)
+        wrapped = PositionedDataset(dataset, config.seed + 1, TASKS.index(task))
+        seg = tamper = None
+        psnrs: list[float] = []
+        if config.val_metrics:
+            try:
+                from ..evaluation.evaluate import ground_truth
+                from ..evaluation.metrics import SegmentationMetrics, TamperingMetrics
+
+                seg, tamper = SegmentationMetrics(), TamperingMetrics()
+            except ImportError:  # pragma: no cover - the evaluation package is part of upocr
+                ground_truth = None
+        loss_sum = 0.0
+        for start in range(0, count, bs):
+            batch = collate([wrapped[(i, i)] for i in range(start, min(start + bs, count))])
+            images = batch["image"].to(self.device)
+            with self._autocast():
+                outputs = model(images, task)
+                outs = [o.float() for o in outputs]
+                on_device = {"image": images, "target": batch["target"].to(self.device),
+                             "mask": batch["mask"].to(self.device)}
+                loss, _ = task_loss(task, outs, on_device, vgg=self.vgg if task == TEXT_REMOVAL else None)
+            loss_sum += float(loss) * images.shape[0]
+            if not config.val_metrics:
+                continue
+            final = outs[-1].clamp(0, 1)
+            if task == TEXT_REMOVAL:
+                mse = ((final - on_device["target"]) ** 2).flatten(1).mean(1)
+                psnr = torch.where(mse > 0, 10 * torch.log10(1.0 / mse.clamp_min(1e-30)),
+                                   torch.full_like(mse, _MAX_PSNR)).clamp(max=_MAX_PSNR)
+                psnrs.extend(psnr.tolist())
+            elif seg is not None:
+                for pred, target in zip(final.cpu(), batch["target"]):
+                    truth = ground_truth(target, task)
+                    if task == TEXT_SEGMENTATION:
+                        seg.update((pred.mean(0) > DEFAULT_SEGMENTATION_THRESHOLD).numpy(), truth)
+                    elif task == TAMPERED_TEXT_DETECTION:
+                        tamper.update(pred.argmax(0).numpy().astype(np.uint8), truth)
+        out: dict[str, Any] = {"loss": loss_sum / max(count, 1), "items": count}
+        if config.val_metrics:
+            if task == TEXT_REMOVAL and psnrs:
+                out["psnr"] = float(np.mean(psnrs))
+            elif task == TEXT_SEGMENTATION and seg is not None:
+                out["fgiou"] = seg.compute()["fgiou"]
+            elif task == TAMPERED_TEXT_DETECTION and tamper is not None:
+                out["mean_iou"] = tamper.compute()["mean_iou"]
+        return out
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, record: Mapping) -> None:
+        if not self.is_main:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / LOG_NAME, "a", encoding="utf-8") as f:
+            f.write(json.dumps(_json_safe(record)) + "\n")
+
+    def _trim_log(self) -> None:
+        """On resume, drop log records of steps after the checkpoint (they will be redone)."""
+        path = self.output_dir / LOG_NAME
+        if not self.is_main or not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("event") in ("train", "val") and int(record.get("step", 0)) > self.step:
+                continue
+            kept.append(line)
+        _atomic_write_text("".join(k + "\n" for k in kept), path)
+
+    # ------------------------------------------------------------------ signals
+    @contextmanager
+    def _graceful_stop(self):
+        """First SIGINT/SIGTERM: finish the step, save, stop. A second SIGINT interrupts."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            if self.is_main:
+                print("\nstopping after this step (checkpoint will be saved); press Ctrl-C again to abort",
+                      file=sys.stderr)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _should_stop(self) -> bool:
+        flag = self._stop_requested
+        if self.world_size > 1:
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
+            torch.distributed.all_reduce(t)
+            flag = bool(t.item() > 0)
+        return flag
+
+    # ------------------------------------------------------------------ main loop
+    def train(self, stop_at: int | None = None) -> dict:
+        """Train until ``config.steps`` (or ``stop_at``). Returns a summary dict."""
+        config = self.config
+        end = config.steps if stop_at is None else min(int(stop_at), config.steps)
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(config.to_yaml(), self.output_dir / CONFIG_NAME)
+            if self.step > 0:
+                self._trim_log()
+            self._log({"event": "start" if self.step == 0 else "resume", "step": self.step, "time": time.time(),
+                       "world_size": self.world_size, "device": str(self.device),
+                       "hardware": self.hardware_description(), "parameters": self.model.num_parameters()})
+        images_per_step = config.batch_size * len(self.tasks) * self.world_size
+        bar = None
+        if self.is_main and config.progress and self.step < end:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        window = {"count": 0, "loss": 0.0, "tasks": {}, "grad_norm": 0.0, "start": time.perf_counter()}
+        last_val_step = -1
+        stopped = False
+        try:
+            with self._graceful_stop():
+                while self.step < end:
+                    t0 = time.perf_counter()
+                    used_lr = self.current_lr()
+                    batches = self._next_batches()
+                    stats = self.train_step(batches)
+                    self.step += 1
+                    self.images_seen += images_per_step
+                    self.elapsed += time.perf_counter() - t0
+                    self._accumulate(window, stats)
+                    if config.log_every and (self.step % config.log_every == 0 or self.step == end):
+                        record = self._flush(window, used_lr, images_per_step)
+                        if bar is not None:
+                            bar.set_postfix_str(self._postfix(record), refresh=False)
+                    if bar is not None:
+                        bar.update(1)
+                    if config.val_every and self.step % config.val_every == 0 and self.val_sets:
+                        self._run_validation(bar)
+                        last_val_step = self.step
+                    if config.save_every and self.step % config.save_every == 0 and self.step < end:
+                        self.save_checkpoint()
+                    if self.step < end and self._should_stop():
+                        stopped = True
+                        break
+                if self.step >= config.steps and self.val_sets and last_val_step != self.step and not stopped:
+                    self._run_validation(bar)
+                self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+            self._shutdown_iterators()
+        finished = self.step >= config.steps
+        if finished:
+            self.save_model(self.output_dir / "model")
+        summary = {"step": self.step, "finished": finished, "stopped": stopped, "elapsed": self.elapsed,
+                   "val": self.last_val}
+        self._log({"event": "end" if finished else "pause", "step": self.step, "time": time.time(),
+                   "elapsed": self.elapsed})
+        return summary
+
+    def current_lr(self) -> float:
+        """Learning rate of the next update for the non-encoder parameters."""
+        for group in self.optimizer.param_groups:
+            if group.get("name", "").startswith("main"):
+                return float(group["lr"])
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _accumulate(self, window: dict, stats: Mapping) -> None:
+        window["count"] += 1
+        window["loss"] += stats["loss"]
+        window["grad_norm"] += stats["grad_norm"]
+        for task, parts in stats["tasks"].items():
+            acc = window["tasks"].setdefault(task, {})
+            for key, value in parts.items():
+                acc[key] = acc.get(key, 0.0) + value
+
+    def _flush(self, window: dict, lr: float, images_per_step: int) -> dict:
+        n = max(window["count"], 1)
+        now = time.perf_counter()
+        seconds = now - window["start"]
+        record = {
+            "event": "train", "step": self.step, "lr": lr,
+            "loss": float(window["loss"]) / n,
+            "losses": {t: {k: float(v) / n for k, v in parts.items()} for t, parts in window["tasks"].items()},
+            "grad_norm": float(window["grad_norm"]) / n,
+            "time": self.elapsed,
+            "images_per_s": images_per_step * n / seconds if seconds > 0 else None,
+        }
+        self._log(_round(record))
+        window.update(count=0, loss=0.0, tasks={}, grad_norm=0.0, start=now)
+        return record
+
+    @staticmethod
+    def _postfix(record: Mapping) -> str:
+        short = {TEXT_REMOVAL: "rem", TEXT_SEGMENTATION: "seg", TAMPERED_TEXT_DETECTION: "tam"}
+        items = [f"loss={record['loss']:.4f}"]
+        items += [f"{short.get(t, t)}={p['loss']:.4f}" for t, p in record["losses"].items()]
+        items.append(f"lr={record['lr']:.2e}")
+        if record.get("images_per_s"):
+            items.append(f"{record['images_per_s']:.1f} img/s")
+        return " ".join(items)
+
+    def _run_validation(self, bar=None) -> None:
+        results = self.validate()
+        if not self.is_main:
+            return
+        self.last_val = {"step": self.step, **results}
+        self._log({"event": "val", "step": self.step, "val": _round(results)})
+        text = f"step {self.step} validation: " + "; ".join(
+            f"{t} " + ", ".join(f"{k}={v:.4g}" for k, v in r.items() if isinstance(v, float))
+            for t, r in results.items() if isinstance(r, dict))
+        (bar.write if bar is not None else print)(text)
+        if self.config.save_best and results.get("loss") is not None:
+            if self.best_val is None or results["loss"] < self.best_val:
+                self.best_val = float(results["loss"])
+                self.save_model(self.output_dir / "best", note=f"lowest validation loss, step {self.step}")
+
+    def _shutdown_iterators(self) -> None:
+        if self._iterators is not None:
+            for it in self._iterators.values():
+                shutdown = getattr(it, "_shutdown_workers", None)
+                if shutdown is not None:
+                    shutdown()
+            self._iterators = None
+
+    def close(self) -> None:
+        """Release the process group this trainer created."""
+        if self._owns_process_group and _dist_on():
+            torch.distributed.destroy_process_group()
+
+    # ------------------------------------------------------------------ model export
+    def hardware_description(self) -> str:
+        if self.device.type == "cuda":
+            what = torch.cuda.get_device_name(self.device)
+        else:
+            what = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        return f"{self.world_size} x {what}" if self.world_size > 1 else what
+
+    def model_card_details(self, note: str | None = None) -> str:
+        config = self.config
+        lines = ["## Training", ""]
+        if note:
+            lines += [f"This checkpoint: {note}.", ""]
+        start = f"fine-tuned from `{config.init_from}`" if config.init_from else f"trained from scratch (preset `{config.preset}`)"
+        lines += [
+            f"- Trained with `upocr train`, {start}, for {self.step} of {config.steps} steps.",
+            f"- Batch: {config.batch_size} images per task per step"
+            + (f" on each of {self.world_size} processes" if self.world_size > 1 else "")
+            + f", {config.image_size}x{config.image_size} pixels; {self.images_seen} images seen.",
+            f"- AdamW, lr {config.lr:g} (encoder x{config.lr_encoder_ratio:g}), weight decay {config.weight_decay:g}, "
+            f"{config.warmup_steps} warm-up steps then linear decay to {config.min_lr:g}; gradient clipping "
+            f"{config.grad_clip:g}; {'fp16 mixed precision' if self.use_amp else 'float32'}"
+            + ("; VGG16 perceptual and style losses" if self.vgg is not None else "") + ".",
+            f"- Hardware: {self.hardware_description()}; training time {_duration(self.elapsed)}.",
+            "", "### Data", "",
+        ]
+        for task, specs in config.datasets.items():
+            lines.append(f"- {task}: " + "; ".join(_describe_spec(s) for s in specs))
+        if config.val_datasets:
+            lines += ["", "Held out for validation:", ""]
+            for task, specs in config.val_datasets.items():
+                lines.append(f"- {task}: " + "; ".join(_describe_spec(s) for s in specs))
+        if self.last_val:
+            lines += ["", f"### Validation (step {self.last_val.get('step')})", "", "| task | metric | value |",
+                      "|---|---|---|"]
+            for task, values in self.last_val.items():
+                if not isinstance(values, dict):
+                    continue
+                for key, value in values.items():
+                    if key == "items":
+                        continue
+                    shown = "n/a" if value is None else (f"{value:.4g}" if isinstance(value, float) else value)
+                    lines.append(f"| {task} | {key} | {shown} |")
+            lines += ["", "Validation metrics come from the training loop (quick metrics on the held-out "
+                          "sets above); use `upocr evaluate` for benchmark numbers."]
+        return "\n".join(lines) + "\n"
+
+    def save_model(self, directory: Path, note: str | None = None) -> None:
+        """``save_pretrained`` with a model card (rank 0 only)."""
+        if not self.is_main:
+            return
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            self.model.save_pretrained(tmp, model_card_kwargs={
+                "model_details": self.model_card_details(note), "tasks": ", ".join(self.model.tasks)})
+        finally:
+            self.model.train(was_training)
+        (tmp / "training.json").write_text(json.dumps(_json_safe({
+            "step": self.step, "elapsed_s": self.elapsed, "images": self.images_seen,
+            "hardware": self.hardware_description(), "validation": self.last_val, "config": self.config.to_dict(),
+        }), indent=2), encoding="utf-8")
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(tmp, directory)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _describe_spec(spec: Mapping) -> str:
+    spec = dict(spec)
+    fmt = spec.pop("format", "?")
+    spec.pop("task", None)
+    extras = ", ".join(f"{k}={v}" for k, v in spec.items())
+    return f"`{fmt}`" + (f" ({extras})" if extras else "")
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, stop_at: int | None = None) -> dict:
+    """Build a :class:`Trainer` and run it; returns its summary."""
+    trainer = Trainer(config, resume=resume, overwrite=overwrite)
+    try:
+        return trainer.train(stop_at=stop_at)
+    finally:
+        trainer.close()
+
+
+__all__ = [
+    "Collate",
+    "PositionedDataset",
+    "ShardedBatchSampler",
+    "TaskStream",
+    "TrainConfig",
+    "Trainer",
+    "TrainingError",
+    "learning_rate",
+    "lr_factor",
+    "parameter_groups",
+    "rng_state",
+    "set_rng_state",
+    "train",
+]
