@@ -97,8 +97,13 @@ def default_font_paths() -> list[Path]:
 
 
 def _font_charset(path: str) -> frozenset:
-    """Generator characters covered by the font's character map."""
+    """Generator characters covered by the font's character map.
+
+    A non-ASCII character counts only when its glyph carries the character's standard name:
+    some TeX fonts map e.g. U+00A5 (yen) to a Greek capital.
+    """
     try:
+        from fontTools import agl
         from fontTools.ttLib import TTFont, TTLibError
     except ImportError:  # pragma: no cover - fontTools comes with matplotlib
         return GENERATOR_CHARACTERS
@@ -108,7 +113,15 @@ def _font_charset(path: str) -> frozenset:
         font.close()
     except (TTLibError, OSError, KeyError, ValueError, AssertionError) as exc:
         raise ValueError(f"{path}: not a readable TrueType/OpenType font ({exc})") from exc
-    return frozenset(ch for ch in GENERATOR_CHARACTERS if ord(ch) in cmap)
+    chars = set()
+    for ch in GENERATOR_CHARACTERS:
+        name = cmap.get(ord(ch))
+        if name is None:
+            continue
+        if not ch.isascii() and name not in (agl.UV2AGL.get(ord(ch)), f"uni{ord(ch):04X}", f"u{ord(ch):04X}"):
+            continue
+        chars.add(ch)
+    return frozenset(chars)
 
 
 @lru_cache(maxsize=1024)

@@ -155,8 +155,12 @@ def scene_matrix(rng: np.random.Generator, pw: int, ph: int, cx: float, cy: floa
 
 def add_scene_word(rng: np.random.Generator, scene: Scene, *, size: int | None = None,
                    area: tuple[float, float, float, float] | None = None, gap: int | None = None,
-                   make=content.token, effects: bool = True, tries: int = 8) -> PlacedText | None:
-    """Place one text item at a free spot of ``area`` (default: the whole image)."""
+                   make=content.token, effects: bool = True, tries: int = 8,
+                   upright: bool = False) -> PlacedText | None:
+    """Place one text item at a free spot of ``area`` (default: the whole image).
+
+    ``upright``: horizontal text centred in ``area`` (signs), else anywhere in it, maybe
+    rotated or in perspective."""
     h, w = scene.shape
     font = scene.fonts[int(rng.integers(len(scene.fonts)))]
     text = _fit_text(rng, font, make)
@@ -175,8 +179,14 @@ def add_scene_word(rng: np.random.Generator, scene: Scene, *, size: int | None =
         ph, pw = glyphs.shape
     gap = gap if gap is not None else max(3, size // 4)
     for _ in range(tries):
-        cx, cy = rng.uniform(ax0, ax1), rng.uniform(ay0, ay1)
-        matrix = scene_matrix(rng, pw, ph, cx, cy, size)
+        if upright:
+            slack = max(0.0, (ax1 - ax0 - pw) / 2)
+            cx = (ax0 + ax1) / 2 + rng.uniform(-slack, slack) * 0.8
+            cy = (ay0 + ay1) / 2 + rng.uniform(-1, 1)
+            matrix = translation(round(cx - pw / 2), round(cy - ph / 2))
+        else:
+            cx, cy = rng.uniform(ax0, ax1), rng.uniform(ay0, ay1)
+            matrix = scene_matrix(rng, pw, ph, cx, cy, size)
         bounds = warped_bounds(matrix, pw, ph)
         if not (bounds[0] >= ax0 and bounds[1] >= ay0 and bounds[2] <= ax1 and bounds[3] <= ay1):
             continue
@@ -229,7 +239,8 @@ def add_plate(rng: np.random.Generator, scene: Scene) -> None:
     for k in range(lines):
         band = (inner[0], inner[1] + k * line_h, inner[2], inner[1] + (k + 1) * line_h)
         size = int(max(MIN_TEXT_PX, line_h * rng.uniform(0.45, 0.75)))
-        add_scene_word(rng, scene, size=size, area=band, gap=2, make=content.phrase if rng.random() < 0.4 else content.token)
+        add_scene_word(rng, scene, size=size, area=band, gap=1, upright=True,
+                       make=content.phrase if rng.random() < 0.4 else content.token)
     scene.occupy(box, 2)
 
 

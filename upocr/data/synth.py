@@ -360,7 +360,8 @@ def write_dataset(task: str, count: int, seed: int, out_dir, size: int = 512, fo
     text detection, ``boxes/<id>.json`` (``[[x0, y0, x1, y1, class], ...]``), with ``<id>``
     the zero-padded index; ``meta.json`` is written last. Files are written atomically and the
     content does not depend on ``workers``. A folder holding a different synthetic dataset
-    (another ``meta.json``) is refused unless ``overwrite``.
+    (another ``meta.json``) is refused unless ``overwrite``. ``workers > 1`` starts fresh
+    ("spawn") processes: in a script, call this under ``if __name__ == "__main__":``.
     """
     task = canonical_task(task)
     count, seed, workers = int(count), int(seed), max(1, int(workers))
@@ -387,7 +388,7 @@ def write_dataset(task: str, count: int, seed: int, out_dir, size: int = 512, fo
         (out / sub).mkdir(parents=True, exist_ok=True)
 
     common = (out, task, count, seed, size, fonts, backgrounds, engine.split, tamper_labels)
-    chunk = 8
+    chunk = max(1, min(16, count // (workers * 4)))
     chunks = [list(range(i, min(count, i + chunk))) for i in range(0, count, chunk)]
     bar = None
     if progress:
@@ -395,7 +396,7 @@ def write_dataset(task: str, count: int, seed: int, out_dir, size: int = 512, fo
 
         bar = tqdm(total=count, desc=f"synth {task}", unit="img")
     try:
-        if workers == 1 or count <= chunk:
+        if workers == 1 or len(chunks) <= 1:
             for indices in chunks:
                 _write_chunk((indices,) + common)
                 if bar is not None:

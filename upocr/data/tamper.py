@@ -47,7 +47,7 @@ DonorBackground = Callable[[np.random.Generator, int, int], np.ndarray]
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers
+# Building blocks
 # --------------------------------------------------------------------------------------------
 
 
@@ -235,7 +235,7 @@ def rerender(rng: np.random.Generator, scene: Scene, item: PlacedText) -> Placed
         font = style.font if (last or rng.random() < 0.5) else fonts[int(rng.integers(len(fonts)))]
         text = font.clean(text) or item.text
         size = style.size if (last or rng.random() < 0.4) else max(8, int(round(style.size * rng.uniform(0.88, 1.12))))
-        colour = np.clip(style.colour + rng.normal(0, rng.uniform(0.03, 0.12), 3), 0, 1).astype(np.float32)
+        colour = np.clip(style.colour + rng.normal(0, rng.uniform(0.02, 0.07), 3), 0, 1).astype(np.float32)
         if text == item.text and font == style.font and size == style.size and np.abs(colour - style.colour).max() < 0.05:
             colour = np.clip(style.colour + np.where(style.colour > 0.5, -0.12, 0.12), 0, 1).astype(np.float32)
         new_style = dataclasses.replace(style, font=font, size=size, colour=colour)
