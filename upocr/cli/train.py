@@ -53,7 +53,7 @@ def _parser_for(type_name: str):
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from ..training.trainer import TrainConfig
+    from ..training.config import TrainConfig
 
     p = subparsers.add_parser(
         "train", help="train or fine-tune a model on all tasks jointly",
@@ -89,7 +89,7 @@ def resolve_config(args: argparse.Namespace):
     """The run's :class:`TrainConfig`: defaults < YAML (or the resumed run's config.yaml) < flags."""
     import yaml
 
-    from ..training.trainer import CONFIG_NAME, TrainConfig, TrainingError
+    from ..training.config import CONFIG_NAME, TrainConfig, TrainingError
 
     fields = TrainConfig.field_names()
     flags = {name: getattr(args, name) for name in fields if hasattr(args, name)}
@@ -110,7 +110,7 @@ def resolve_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.trainer import TrainingError, train
+    from ..training.config import TrainingError
 
     rank = int(os.environ.get("RANK", 0))
     if args.threads:
@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         config = resolve_config(args)
+        from ..training.trainer import train
+
         summary = train(config, resume=args.resume, overwrite=args.overwrite, stop_at=args.stop_at)
     except TrainingError as error:
         print(f"upocr train: {error}", file=sys.stderr)

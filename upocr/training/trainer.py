@@ -43,7 +43,6 @@ third of the activation memory). Both give the same gradient up to float roundin
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -56,7 +55,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,190 +71,13 @@ from ..tasks import (
     TEXT_SEGMENTATION,
     canonical_task,
 )
+from .config import CONFIG_NAME, TrainConfig, TrainingError, learning_rate, lr_factor
 
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.jsonl"
-CONFIG_NAME = "config.yaml"
 #: Checkpoint layout version (bumped on incompatible changes).
 CHECKPOINT_VERSION = 1
 _MAX_PSNR = 100.0
-
-
-class TrainingError(RuntimeError):
-    """A training run cannot start or continue (bad configuration, existing run, missing checkpoint)."""
-
-
-# =============================================================================================
-# Configuration
-# =============================================================================================
-
-
-def _default_datasets() -> dict[str, list[dict]]:
-    return {task: [{"format": "synthetic", "split": "train"}] for task in TASKS}
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs. Load with :meth:`from_yaml` / :meth:`from_dict`; every
-    field is also a ``upocr train`` flag (``--field-name``; lists and mappings as YAML)."""
-
-    # --- model
-    preset: str = field(default="tiny", metadata={"help": "model preset for a fresh model (tiny, small)"})
-    init_from: str | None = field(default=None, metadata={
-        "help": "fine-tune from a model folder, Hub repo id or official .pth instead of a fresh preset"})
-    model_overrides: dict = field(default_factory=dict, metadata={
-        "help": "UPOCR constructor arguments overriding the preset/loaded config, e.g. {drop_path_rate: 0.1}"})
-    # --- data
-    datasets: dict = field(default_factory=_default_datasets, metadata={
-        "help": "training data: {task: [dataset spec, ...]} (specs of one task are concatenated)"})
-    val_datasets: dict = field(default_factory=dict, metadata={
-        "help": "held-out data: {task: [dataset spec, ...]}"})
-    image_size: int = field(default=512, metadata={"help": "training image side (multiple of 32)"})
-    batch_size: int = field(default=8, metadata={"help": "images per task per step and process"})
-    num_workers: int = field(default=0, metadata={"help": "data loading processes per task (0: in the main process)"})
-    # --- optimisation
-    steps: int = field(default=80_000, metadata={"help": "optimiser updates in total"})
-    lr: float = field(default=5e-4, metadata={"help": "peak learning rate"})
-    lr_encoder_ratio: float = field(default=0.1, metadata={"help": "encoder learning rate / lr"})
-    min_lr: float = field(default=1e-5, metadata={"help": "learning rate at the last step"})
-    warmup_steps: int = field(default=2_000, metadata={"help": "linear warm-up from 0 (updates)"})
-    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
-    betas: list = field(default_factory=lambda: [0.9, 0.999], metadata={"help": "AdamW betas"})
-    grad_clip: float = field(default=0.1, metadata={"help": "max global gradient norm (0: no clipping)"})
-    forward: str = field(default="auto", metadata={
-        "help": "concat: one forward on all tasks' images; per-task: one forward/backward per task with "
-        "accumulated gradients (less memory); auto: concat on CUDA, per-task on CPU (measured faster there)"})
-    amp: bool = field(default=True, metadata={"help": "fp16 mixed precision on CUDA (ignored on CPU)"})
-    vgg16_weights: str | None = field(default=None, metadata={
-        "help": "local torchvision VGG16 weights: adds the perceptual and style terms to the removal loss"})
-    # --- run
-    seed: int = field(default=0, metadata={"help": "random seed (model init, data order, drop path)"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 (default: CUDA when available)"})
-    deterministic: bool = field(default=False, metadata={"help": "deterministic CUDA kernels (slower)"})
-    output_dir: str = field(default="runs/upocr", metadata={"help": "where logs, checkpoints and models go"})
-    log_every: int = field(default=10, metadata={"help": "steps between log lines"})
-    save_every: int = field(default=1_000, metadata={"help": "steps between checkpoints (0: only at the end)"})
-    val_every: int = field(default=2_000, metadata={"help": "steps between validations (0: only at the end)"})
-    val_batch_size: int | None = field(default=None, metadata={"help": "validation batch (default: batch_size)"})
-    val_max_items: int | None = field(default=None, metadata={"help": "validate on at most this many items per task"})
-    val_metrics: bool = field(default=True, metadata={"help": "compute PSNR / fgIoU / mIoU during validation"})
-    save_best: bool = field(default=True, metadata={"help": "keep the model with the lowest validation loss in output_dir/best"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        values = {str(k).replace("-", "_"): v for k, v in dict(values or {}).items()}
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise TrainingError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**values).validated()
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
-        if not isinstance(values, Mapping):
-            raise TrainingError(f"{path}: expected a mapping of options at the top level")
-        return cls.from_dict(values)
-
-    def replace(self, **changes) -> "TrainConfig":
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def to_yaml(self) -> str:
-        import yaml
-
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    # ------------------------------------------------------------------ checks
-    def validated(self) -> "TrainConfig":
-        """Normalise task names and dataset specs; raise :class:`TrainingError` on bad values."""
-        self.datasets = _normalise_specs(self.datasets, "datasets")
-        if not self.datasets:
-            raise TrainingError("no training datasets given")
-        self.val_datasets = _normalise_specs(self.val_datasets or {}, "val_datasets")
-        self.model_overrides = dict(self.model_overrides or {})
-        self.betas = [float(b) for b in self.betas]
-        if len(self.betas) != 2:
-            raise TrainingError("betas needs two values")
-        if self.image_size <= 0 or self.image_size % 32:
-            raise TrainingError(f"image_size must be a positive multiple of 32, got {self.image_size}")
-        for name in ("batch_size", "steps"):
-            if int(getattr(self, name)) < 1:
-                raise TrainingError(f"{name} must be at least 1")
-        for name in ("warmup_steps", "num_workers", "log_every", "save_every", "val_every"):
-            if int(getattr(self, name)) < 0:
-                raise TrainingError(f"{name} must not be negative")
-        if self.lr <= 0 or self.min_lr < 0 or self.lr_encoder_ratio < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise TrainingError("lr must be positive; min_lr, lr_encoder_ratio, weight_decay, grad_clip not negative")
-        if self.forward not in ("auto", "concat", "per-task"):
-            raise TrainingError(f"forward must be auto, concat or per-task, got {self.forward!r}")
-        if self.val_batch_size is not None and self.val_batch_size < 1:
-            raise TrainingError("val_batch_size must be at least 1")
-        return self
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.datasets)
-
-
-def _normalise_specs(specs: Mapping | None, what: str) -> dict[str, list[dict]]:
-    if specs is None:
-        return {}
-    if not isinstance(specs, Mapping):
-        raise TrainingError(f"{what} must map task names to dataset specs")
-    out: dict[str, list[dict]] = {}
-    for key, value in specs.items():
-        try:
-            task = canonical_task(key)
-        except ValueError as error:
-            raise TrainingError(f"{what}: {error}") from None
-        items = [value] if isinstance(value, Mapping) else list(value or [])
-        normalised = []
-        for spec in items:
-            if not isinstance(spec, Mapping) or "format" not in spec:
-                raise TrainingError(f"{what}[{task}]: each dataset spec needs a 'format', got {spec!r}")
-            spec = dict(spec)
-            if "task" in spec and canonical_task(spec["task"]) != task:
-                raise TrainingError(f"{what}[{task}]: spec names task {spec['task']!r}")
-            spec["task"] = task
-            normalised.append(spec)
-        if normalised:
-            out.setdefault(task, []).extend(normalised)
-    # Keep the canonical task order so that the concatenated batch is laid out the same way.
-    return {t: out[t] for t in TASKS if t in out}
-
-
-# =============================================================================================
-# Schedule
-# =============================================================================================
-
-
-def lr_factor(step: int, steps: int, warmup_steps: int, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate for optimiser update ``step`` (counted from 1;
-    ``step = 0`` is the start of warm-up and gives 0)."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return max(step, 0) / warmup_steps
-    span = steps - warmup_steps
-    if span <= 0:
-        return 1.0
-    done = min(max(step - warmup_steps, 0), span) / span
-    return 1.0 + (min_ratio - 1.0) * done
-
-
-def learning_rate(step: int, config: TrainConfig, encoder: bool = False) -> float:
-    """Learning rate of optimiser update ``step`` (1-based) under ``config``."""
-    peak = config.lr * (config.lr_encoder_ratio if encoder else 1.0)
-    return peak * lr_factor(step, config.steps, config.warmup_steps, config.min_lr / config.lr)
 
 
 # =============================================================================================
@@ -429,7 +250,8 @@ def rng_state() -> dict:
         "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        # this process's current device only (touching every GPU would create a context on each)
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
     }
 
 
@@ -440,8 +262,8 @@ def set_rng_state(state: Mapping) -> None:
     np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
                          npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if isinstance(state.get("cuda"), torch.Tensor) and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def seed_everything(seed: int) -> None:
@@ -798,6 +620,10 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         else:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        if not self.use_amp and not torch.isfinite(grad_norm):
+            # float32 has no loss scaler to skip such a step; all processes see the same norm
+            raise TrainingError(f"the gradient is not finite at step {self.step + 1} (loss {float(total):.4g}); "
+                                f"lower the learning rate or check the data, then resume from {self.checkpoint_path}")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -951,7 +777,7 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        window = {"count": 0, "loss": 0.0, "tasks": {}, "grad_norm": 0.0, "start": time.perf_counter()}
+        window = {"count": 0, "loss": 0.0, "tasks": {}, "grad_norm": 0.0, "seconds": 0.0}
         last_val_step = -1
         stopped = False
         try:
@@ -963,7 +789,9 @@ class Trainer:
                     stats = self.train_step(batches)
                     self.step += 1
                     self.images_seen += images_per_step
-                    self.elapsed += time.perf_counter() - t0
+                    seconds = time.perf_counter() - t0
+                    self.elapsed += seconds
+                    window["seconds"] += seconds
                     self._accumulate(window, stats)
                     if config.log_every and (self.step % config.log_every == 0 or self.step == end):
                         record = self._flush(window, used_lr, images_per_step)
@@ -979,6 +807,8 @@ class Trainer:
                     if self.step < end and self._should_stop():
                         stopped = True
                         break
+                if window["count"]:  # steps since the last log line (stopped between log steps)
+                    self._flush(window, used_lr, images_per_step)
                 if self.step >= config.steps and self.val_sets and last_val_step != self.step and not stopped:
                     self._run_validation(bar)
                 self.save_checkpoint()
@@ -1013,8 +843,7 @@ class Trainer:
 
     def _flush(self, window: dict, lr: float, images_per_step: int) -> dict:
         n = max(window["count"], 1)
-        now = time.perf_counter()
-        seconds = now - window["start"]
+        seconds = window["seconds"]
         record = {
             "event": "train", "step": self.step, "lr": lr,
             "loss": float(window["loss"]) / n,
@@ -1024,7 +853,7 @@ class Trainer:
             "images_per_s": images_per_step * n / seconds if seconds > 0 else None,
         }
         self._log(_round(record))
-        window.update(count=0, loss=0.0, tasks={}, grad_norm=0.0, start=now)
+        window.update(count=0, loss=0.0, tasks={}, grad_norm=0.0, seconds=0.0)
         return record
 
     @staticmethod
