@@ -35,6 +35,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="compute precision (bfloat16 is faster on CPUs that support it)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images with more pixels than this (default: 100 million)")
 
 
 def load_pipeline(args: argparse.Namespace):
@@ -43,7 +45,8 @@ def load_pipeline(args: argparse.Namespace):
 
     try:
         return UPOCRPipeline.from_pretrained(args.model, revision=args.revision, mode=args.mode,
-                                             device=args.device, dtype=args.dtype)
+                                             device=args.device, dtype=args.dtype,
+                                             max_pixels=getattr(args, "max_pixels", None))
     except NoDefaultWeightsError as error:
         print(f"upocr: {error}", file=sys.stderr)
     except (OSError, ValueError) as error:

@@ -1,0 +1,675 @@
+"""Batch pre-labelling: run one task over a folder of images and keep the labels safely.
+
+This is the library behind ``upocr label`` (:mod:`upocr.cli.label`). Labels are kept by
+:class:`upocr.labels.LabelStore` (``masks/``, ``cleaned/``, ``manifest*.jsonl``); exports
+(``coco.json``, ``labelme/``) are rebuilt at the end from every finished label.
+
+Guarantees
+----------
+* Every file written is written atomically and every manifest record is one fsynced line, so a
+  run killed at any moment (even ``kill -9``) leaves no half-written label. Temporary files of
+  an interrupted write are removed when the next run starts (:func:`clean_stale_temp_files`).
+* A new run skips every file whose label is finished (status ``done`` or ``reviewed`` with its
+  files on disk); failed files are tried again. A reviewed label is never replaced.
+* One bad file never stops a run: it is recorded as ``failed`` with the reason.
+* Label files do not depend on the order of work, the number of threads or processes.
+
+Throughput
+----------
+With ``overlap=True`` (the default) reading, inference and writing overlap::
+
+    reader threads --(bounded, in file order)--> main thread: model --(bounded)--> writer threads
+
+Readers decode images ahead of the model (at most ``prefetch`` decoded images wait), the main
+thread runs the network, writers turn the outputs into label arrays, encode the PNG files and
+append the manifest records (at most ``pending_writes`` results wait). Memory therefore stays
+bounded whatever the size of the folder.
+
+Several processes
+-----------------
+:func:`shard` gives process ``rank`` of ``world_size`` the files whose index (in the sorted
+list every process builds the same way) is ``rank`` modulo ``world_size``. Each process writes
+its own ``manifest.rank<R>.jsonl``; :class:`ProcessGroup` provides the barriers (gloo) after which
+process 0 merges the manifests and writes the exports.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .io import ImageReadError, iter_image_files, read_image
+from .labels import (
+    CLEANED_DIR,
+    DONE,
+    MASKS_DIR,
+    REVIEWED,
+    SKIPPED,
+    LabelCollisionError,
+    LabelStore,
+    ReviewedLabelError,
+    find_label_collisions,
+    label_relpath,
+    merge_manifests,
+)
+from .tasks import (
+    DEFAULT_SEGMENTATION_THRESHOLD,
+    TAMPERED_TEXT_DETECTION,
+    TEXT_REMOVAL,
+    TEXT_SEGMENTATION,
+    canonical_task,
+)
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "COCO_NAME",
+    "LABELME_DIR",
+    "LabelConfig",
+    "LabelSummary",
+    "find_inputs",
+    "shard",
+    "clean_stale_temp_files",
+    "label_files",
+    "label_folder",
+    "write_exports",
+    "ProcessGroup",
+    "finish_output",
+]
+
+#: Output formats: ``png`` (the label PNGs, always written), ``coco`` and ``labelme`` exports.
+EXPORT_FORMATS: tuple[str, ...] = ("png", "coco", "labelme")
+COCO_NAME = "coco.json"
+LABELME_DIR = "labelme"
+
+
+@dataclass
+class LabelConfig:
+    """How to label.
+
+    ``mode`` (``resize``/``tile``/``auto``; ``None``: the pipeline's), ``threshold`` (text
+    segmentation and the text mask of text removal), ``overwrite_unreviewed`` (label again files
+    that a model already labelled; reviewed labels are kept regardless), ``max_pixels`` (reading
+    limit; ``None``: the pipeline's), ``read_workers``/``write_workers`` (thread pools),
+    ``prefetch``/``pending_writes`` (bounds of the queues), ``overlap=False`` (everything in turn
+    on the calling thread: the baseline), ``progress`` (a tqdm bar on stderr).
+    """
+
+    task: str
+    formats: tuple[str, ...] = ("png", "coco")
+    threshold: float = DEFAULT_SEGMENTATION_THRESHOLD
+    mode: str | None = None
+    overwrite_unreviewed: bool = False
+    max_pixels: int | None = None
+    read_workers: int = 2
+    write_workers: int = 2
+    prefetch: int = 4
+    pending_writes: int = 4
+    overlap: bool = True
+    progress: bool = True
+    revision: str | None = None
+    progress_desc: str | None = None
+
+    def __post_init__(self) -> None:
+        self.task = canonical_task(self.task)
+        formats = tuple(dict.fromkeys(str(f).strip().lower() for f in self.formats if str(f).strip()))
+        unknown = [f for f in formats if f not in EXPORT_FORMATS]
+        if unknown:
+            raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)}")
+        self.formats = formats or ("png",)
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"the threshold must lie in [0, 1], got {self.threshold}")
+        self.threshold = float(self.threshold)
+        if self.mode is not None and self.mode not in ("resize", "tile", "auto"):
+            raise ValueError(f"mode must be resize, tile or auto, got {self.mode!r}")
+        for name in ("read_workers", "write_workers", "prefetch", "pending_writes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+@dataclass
+class LabelSummary:
+    """What a run did. ``done``: labelled now; ``failed``; ``skipped`` (e.g. two sources that
+    would share a label file); ``kept_reviewed``: reviewed labels left alone; ``already_done``:
+    finished in an earlier run and not redone; ``other_settings``: of those, how many were made
+    with another model or threshold. ``seconds`` covers reading, inference and writing (not model
+    loading or exports)."""
+
+    task: str
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    kept_reviewed: int = 0
+    already_done: int = 0
+    other_settings: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    skips: list[tuple[str, str]] = field(default_factory=list)
+
+    COUNTS = ("total", "done", "failed", "skipped", "kept_reviewed", "already_done", "other_settings")
+
+    @property
+    def processed(self) -> int:
+        """Files that went through the model in this run (labelled or failed)."""
+        return self.done + self.failed
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"task": self.task}
+        out.update({name: getattr(self, name) for name in self.COUNTS})
+        out["seconds"] = round(self.seconds, 4)
+        out["images_per_second"] = round(self.images_per_second, 4)
+        out["failures"] = [{"file": f, "reason": r} for f, r in self.failures]
+        return out
+
+    def text(self) -> str:
+        """The human summary printed at the end of a run."""
+        lines = [
+            f"upocr label: {self.task}: {self.total} files, {self.processed} processed in "
+            f"{self.seconds:.1f} s ({self.images_per_second:.2f} images/s)",
+            f"  done {self.done} | failed {self.failed} | skipped {self.skipped} | "
+            f"reviewed kept {self.kept_reviewed} | already done {self.already_done}",
+        ]
+        if self.other_settings:
+            lines.append(
+                f"  note: {self.other_settings} of the already done labels were made with another model or "
+                "threshold; pass --overwrite-unreviewed to label them again"
+            )
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def find_inputs(input_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
+    """``(path, relative name)`` of every image under ``input_dir`` (recursively, sorted), leaving
+    out ``output_dir`` when it lies inside. A file given as ``input_dir`` is the only item."""
+    root = Path(input_dir)
+    if not os.path.lexists(root):
+        raise FileNotFoundError(f"{root}: not found (no such file or folder)")
+    if not root.is_dir():  # a file, or a link that the reader will report on
+        return [(root, root.name)]
+    exclude = [output_dir] if output_dir is not None else []
+    return [(path, path.relative_to(root).as_posix()) for path in iter_image_files(root, exclude=exclude)]
+
+
+def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
+    """The items of process ``rank``: those whose index is ``rank`` modulo ``world_size``."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in a world of {world_size}")
+    return list(items[rank::world_size])
+
+
+def _is_temp_name(name: str) -> bool:
+    # upocr.io.atomic_writer names its temporary files ".<target name>.<random>.tmp"
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def clean_stale_temp_files(output_dir: str | os.PathLike) -> int:
+    """Remove temporary files an interrupted atomic write left in an output folder (its top level,
+    ``masks/``, ``cleaned/`` and ``labelme/``). Call it only while nothing writes to the folder.
+    Returns how many were removed."""
+    root = Path(output_dir)
+    removed = 0
+    candidates: list[Path] = []
+    if root.is_dir():
+        candidates.extend(p for p in root.iterdir() if p.is_file() and _is_temp_name(p.name))
+    for sub in (MASKS_DIR, CLEANED_DIR, LABELME_DIR):
+        folder = root / sub
+        if not folder.is_dir():
+            continue
+        for dirpath, _, filenames in os.walk(folder):
+            candidates.extend(Path(dirpath) / n for n in filenames if _is_temp_name(n))
+    for path in candidates:
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    todo: list[tuple[Path, str]]
+    skips: list[tuple[str, str]]
+    kept_reviewed: int
+    already_done: int
+    other_settings: int
+
+
+def _collision_skips(items: Sequence[tuple[Path, str]], records: dict[str, dict]) -> dict[str, str]:
+    """``{relative name: reason}`` of the sources that must not be labelled because another one
+    owns the same label file. The owner is the one already labelled, else the first by name."""
+    skips: dict[str, str] = {}
+    for key, files in find_label_collisions(rel for _, rel in items).items():
+        labelled = [f for f in files if records.get(f, {}).get("status") in (DONE, REVIEWED)]
+        owner = labelled[0] if labelled else files[0]
+        for other in files:
+            if other != owner:
+                skips[other] = f"{other} and {owner} would both be labelled as {key}; rename one of them"
+    return skips
+
+
+def _plan(items: Sequence[tuple[Path, str]], mine: Sequence[tuple[Path, str]], store: LabelStore,
+          config: LabelConfig, model: str | None) -> _Plan:
+    records = store.records()
+    collisions = _collision_skips(items, records)
+    todo: list[tuple[Path, str]] = []
+    skips: list[tuple[str, str]] = []
+    kept = already = other = 0
+    for path, rel in mine:
+        key = LabelStore.key(rel)
+        record = records.get(key)
+        status = record.get("status") if record else None
+        if status == REVIEWED:
+            kept += 1
+            continue
+        if key in collisions:
+            skips.append((key, collisions[key]))
+            continue
+        if status == DONE and not config.overwrite_unreviewed and _files_exist(store, key):
+            already += 1
+            if (record.get("model", model) != model or record.get("revision", config.revision) != config.revision
+                    or (config.task != TAMPERED_TEXT_DETECTION
+                        and record.get("threshold", config.threshold) != config.threshold)):
+                other += 1
+            continue
+        todo.append((path, key))
+    return _Plan(todo, skips, kept, already, other)
+
+
+def _files_exist(store: LabelStore, rel: str) -> bool:
+    if not store.label_path(rel).is_file():
+        return False
+    return store.task != TEXT_REMOVAL or store.cleaned_path(rel).is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# Labelling
+# --------------------------------------------------------------------------------------------
+
+
+class _Tally:
+    """Counters shared by the threads of a run (and the progress bar)."""
+
+    def __init__(self, summary: LabelSummary, bar: Any | None):
+        self.summary = summary
+        self.bar = bar
+        self.lock = threading.Lock()
+
+    def add(self, what: str, rel: str | None = None, reason: str | None = None) -> None:
+        with self.lock:
+            setattr(self.summary, what, getattr(self.summary, what) + 1)
+            if what == "failed":
+                self.summary.failures.append((rel or "", reason or ""))
+            elif what == "skipped" and rel is not None:
+                self.summary.skips.append((rel, reason or ""))
+            if self.bar is not None and what in ("done", "failed", "kept_reviewed", "skipped"):
+                self.bar.update(1)
+
+
+def _needed_tasks(pipe: Any, task: str) -> list[str]:
+    if task == TEXT_REMOVAL and TEXT_SEGMENTATION in pipe.tasks:
+        return [TEXT_REMOVAL, TEXT_SEGMENTATION]  # one encoder pass gives the text mask too
+    return [task]
+
+
+def _label_arrays(task: str, results: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The label (and for text removal the cleaned image) from the pipeline's results."""
+    if task == TEXT_SEGMENTATION:
+        return results[task].mask, None
+    if task == TAMPERED_TEXT_DETECTION:
+        return results[task].labels, None
+    removal = results[TEXT_REMOVAL]
+    segmentation = results.get(TEXT_SEGMENTATION)
+    mask = segmentation.mask if segmentation is not None else removal.changed_mask()
+    return mask, removal.image
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, ImageReadError):
+        return error.problem
+    text = str(error).strip() or type(error).__name__
+    return f"{type(error).__name__}: {text}"
+
+
+class _Labeller:
+    """One run over a list of files: read, infer, write."""
+
+    def __init__(self, pipe: Any, store: LabelStore, config: LabelConfig, tally: _Tally, extra: dict):
+        self.pipe = pipe
+        self.store = store
+        self.config = config
+        self.tally = tally
+        self.extra = extra
+        self.tasks = _needed_tasks(pipe, config.task)
+        read_kwargs = dict(getattr(pipe, "read_kwargs", {}) or {})
+        if config.max_pixels is not None:
+            read_kwargs["max_pixels"] = config.max_pixels
+        self.read_kwargs = read_kwargs
+
+    # -- the three stages ------------------------------------------------------------------------
+    def read(self, path: Path) -> np.ndarray:
+        return read_image(path, **self.read_kwargs)
+
+    def infer(self, rgb: np.ndarray) -> dict[str, Any]:
+        return self.pipe.run_all(rgb, self.tasks, mode=self.config.mode, threshold=self.config.threshold)
+
+    def write(self, rel: str, rgb_shape: tuple[int, ...], results: dict[str, Any]) -> None:
+        try:
+            label, cleaned = _label_arrays(self.config.task, results)
+            record = dict(self.extra, width=int(rgb_shape[1]), height=int(rgb_shape[0]))
+            self.store.write_label(rel, label, cleaned=cleaned, record=record)
+        except ReviewedLabelError:
+            self.tally.add("kept_reviewed")  # reviewed by a person while this run was going
+            return
+        except LabelCollisionError as error:
+            self.skip(rel, str(error))
+            return
+        except Exception as error:  # a write problem of this file (e.g. an odd label); go on
+            self.fail(rel, error)
+            return
+        self.tally.add("done")
+
+    # -- outcomes --------------------------------------------------------------------------------
+    def fail(self, rel: str, error: BaseException | str) -> None:
+        reason = error if isinstance(error, str) else _reason(error)
+        try:
+            self.store.mark_failed(rel, reason, record=self.extra)
+        except ReviewedLabelError:
+            self.tally.add("kept_reviewed")
+            return
+        self.tally.add("failed", rel, reason)
+
+    def skip(self, rel: str, reason: str) -> None:
+        current = self.store.record(rel)
+        try:
+            if not (current and current.get("status") == SKIPPED and current.get("reason") == reason):
+                self.store.mark_skipped(rel, reason, record=self.extra)
+        except ReviewedLabelError:
+            self.tally.add("kept_reviewed")
+            return
+        self.tally.add("skipped", rel, reason)
+
+    def process_read(self, rel: str, read: Callable[[], np.ndarray]) -> tuple[np.ndarray, dict] | None:
+        """Read and infer one file; a failure is recorded and gives ``None``."""
+        try:
+            rgb = read()
+        except ImageReadError as error:
+            self.fail(rel, error)
+            return None
+        except Exception as error:  # an unexpected decoder problem is still this file's problem
+            self.fail(rel, error)
+            return None
+        try:
+            return rgb, self.infer(rgb)
+        except Exception as error:
+            _free_accelerator_memory(error)
+            self.fail(rel, f"inference failed: {_reason(error)}")
+            return None
+
+    # -- drivers ---------------------------------------------------------------------------------
+    def run_sequential(self, todo: Sequence[tuple[Path, str]]) -> None:
+        for path, rel in todo:
+            out = self.process_read(rel, lambda p=path: self.read(p))
+            if out is not None:
+                self.write(rel, out[0].shape, out[1])
+
+    def run_overlapped(self, todo: Sequence[tuple[Path, str]]) -> None:
+        config = self.config
+        readers = cf.ThreadPoolExecutor(config.read_workers, thread_name_prefix="upocr-read")
+        writers = cf.ThreadPoolExecutor(config.write_workers, thread_name_prefix="upocr-write")
+        reads: collections.deque = collections.deque()
+        writes: collections.deque = collections.deque()
+        items = iter(todo)
+        try:
+            def top_up() -> None:
+                while len(reads) < config.prefetch:
+                    nxt = next(items, None)
+                    if nxt is None:
+                        return
+                    reads.append((nxt[1], readers.submit(self.read, nxt[0])))
+
+            top_up()
+            while reads:
+                rel, future = reads.popleft()
+                top_up()  # keep the readers busy while the model runs
+                out = self.process_read(rel, future.result)
+                if out is None:
+                    continue
+                while len(writes) >= config.pending_writes:
+                    writes.popleft().result()  # bounded: wait for the oldest write
+                writes.append(writers.submit(self.write, rel, out[0].shape, out[1]))
+                del out
+            while writes:
+                writes.popleft().result()
+        finally:
+            for _, future in reads:
+                future.cancel()
+            readers.shutdown(wait=True, cancel_futures=True)
+            writers.shutdown(wait=True)  # finished results are still written on an interrupt
+
+
+def _free_accelerator_memory(error: BaseException) -> None:
+    if "out of memory" not in str(error).lower():
+        return
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def _progress_bar(total: int, config: LabelConfig):
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=config.progress_desc or f"upocr label {config.task}", unit="img",
+                dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+
+
+def label_files(pipe: Any, items: Sequence[tuple[Path, str]], output_dir: str | os.PathLike, config: LabelConfig,
+                *, rank: int | None = None, world_size: int = 1) -> LabelSummary:
+    """Label this process's share of ``items`` (``(path, relative name)``, the whole sorted list)
+    into ``output_dir`` and return what was done. Exports are not written (see
+    :func:`write_exports`). ``rank``/``world_size``: the process's place in a multi-process run."""
+    model = getattr(pipe, "source", None)
+    if config.task not in pipe.tasks:
+        raise ValueError(f"this model has no {config.task} output; it serves {', '.join(pipe.tasks)}")
+    store = LabelStore(output_dir, config.task, rank=rank if world_size > 1 else None, model=model,
+                       revision=config.revision)
+    mine = shard(items, rank or 0, world_size)
+    plan = _plan(items, mine, store, config, model)
+    summary = LabelSummary(task=config.task, total=len(mine), kept_reviewed=plan.kept_reviewed,
+                           already_done=plan.already_done, other_settings=plan.other_settings)
+    extra: dict[str, Any] = {"revision": config.revision, "mode": config.mode or getattr(pipe, "mode", None)}
+    if config.task != TAMPERED_TEXT_DETECTION:
+        extra["threshold"] = config.threshold
+    if world_size > 1:
+        extra["rank"] = rank
+    bar = _progress_bar(len(plan.todo) + len(plan.skips), config)
+    tally = _Tally(summary, bar)
+    labeller = _Labeller(pipe, store, config, tally, extra)
+    start = time.perf_counter()
+    try:
+        for rel, reason in plan.skips:
+            labeller.skip(rel, reason)
+        if config.overlap:
+            labeller.run_overlapped(plan.todo)
+        else:
+            labeller.run_sequential(plan.todo)
+    finally:
+        summary.seconds = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Exports
+# --------------------------------------------------------------------------------------------
+
+
+def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[str],
+                  input_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Write the COCO file (``coco.json``) and the LabelMe files (``labelme/<folders>/<stem>.json``)
+    of every finished label (done or reviewed) in ``output_dir``, each atomically.
+
+    LabelMe files newer than their mask are kept as they are, so a resumed run only converts the
+    new labels; ``imagePath`` points at the source image under ``input_dir`` (relative to the
+    JSON file), or is the image's file name. Returns ``{"coco": path, "labelme": count}``.
+    """
+    from .export import CocoBuilder, write_labelme
+    from .io import atomic_write_json
+
+    chosen = {str(f).lower() for f in formats}
+    out: dict[str, Any] = {}
+    if not chosen & {"coco", "labelme"}:
+        return out
+    root = Path(output_dir)
+    store = LabelStore(root, task)
+    names = {c.value: c.name for c in store.classes if c.value}
+    coco = CocoBuilder(store.classes, info={"task": store.task, "description": "UPOCR pre-labels"}) \
+        if "coco" in chosen else None
+    written = 0
+    for rel, record in store.records().items():
+        if record["status"] not in (DONE, REVIEWED) or not store.label_path(rel).is_file():
+            continue
+        labels = None
+        if coco is not None:
+            labels = store.read_class_map(rel)
+            coco.add(rel, labels)
+        if "labelme" in chosen:
+            mask_path = store.label_path(rel)
+            json_path = root / (label_relpath(rel, LABELME_DIR)[: -len(".png")] + ".json")
+            try:
+                fresh = json_path.stat().st_mtime_ns >= mask_path.stat().st_mtime_ns
+            except FileNotFoundError:
+                fresh = False
+            if not fresh:
+                if labels is None:
+                    labels = store.read_class_map(rel)
+                rel_parts = Path(*LabelStore.key(rel).split("/"))
+                image = (Path(input_dir).resolve() / rel_parts) if input_dir is not None else rel_parts.name
+                write_labelme(json_path, labels, image, labels.shape[0], labels.shape[1], names)
+                written += 1
+    if coco is not None:
+        out["coco"] = atomic_write_json(root / COCO_NAME, coco.to_dict(), indent=None)
+    if "labelme" in chosen:
+        out["labelme"] = written
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Several processes
+# --------------------------------------------------------------------------------------------
+
+
+class ProcessGroup:
+    """The processes of a ``torchrun`` launch (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), joined
+    over gloo so that they can wait for each other; a single process when ``WORLD_SIZE`` is unset
+    or 1 (every call is then a no-op)."""
+
+    #: How long a process waits at a barrier for the slowest one.
+    TIMEOUT = timedelta(days=7)
+
+    def __init__(self, environ: dict | None = None):
+        env = os.environ if environ is None else environ
+        self.world_size = int(env.get("WORLD_SIZE", "1") or 1)
+        self.rank = int(env.get("RANK", "0") or 0)
+        self.local_rank = int(env.get("LOCAL_RANK", str(self.rank)) or 0)
+        if not 0 <= self.rank < max(1, self.world_size):
+            raise ValueError(f"RANK={self.rank} is not in WORLD_SIZE={self.world_size}")
+        self._joined = False
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def join(self) -> None:
+        if not self.distributed or self._joined:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=self.TIMEOUT)
+        self._joined = True
+
+    def barrier(self) -> None:
+        if self._joined:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def gather_summary(self, summary: LabelSummary) -> LabelSummary:
+        """The sum of every process's counts (the longest time) on every process."""
+        if not self._joined:
+            return summary
+        import torch
+        import torch.distributed as dist
+
+        counts = torch.tensor([float(getattr(summary, n)) for n in LabelSummary.COUNTS], dtype=torch.float64)
+        dist.all_reduce(counts)
+        seconds = torch.tensor([summary.seconds], dtype=torch.float64)
+        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        total = LabelSummary(task=summary.task, seconds=float(seconds.item()))
+        for name, value in zip(LabelSummary.COUNTS, counts.tolist()):
+            setattr(total, name, int(value))
+        return total
+
+    def leave(self) -> None:
+        if self._joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self._joined = False
+
+
+def finish_output(output_dir: str | os.PathLike, task: str, formats: Iterable[str],
+                  input_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """After every process of a run has finished: fold any per-process manifests into
+    ``manifest.jsonl`` and write the exports."""
+    root = Path(output_dir)
+    if any(root.glob("manifest.rank*.jsonl")):
+        merge_manifests(root)
+    return write_exports(root, task, formats, input_dir)
+
+
+def label_folder(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                 config: LabelConfig) -> LabelSummary:
+    """Label every image under ``input_dir`` into ``output_dir`` in this process, then write the
+    exports: the whole of ``upocr label`` without the command line."""
+    items = find_inputs(input_dir, output_dir)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    clean_stale_temp_files(output_dir)
+    summary = label_files(pipe, items, output_dir, config)
+    finish_output(output_dir, config.task, config.formats, input_dir)
+    return summary
