@@ -109,8 +109,14 @@ class ImageInput(gr.Image):
             raise
         except Exception as exc:
             name = getattr(payload, "orig_name", None) or "the uploaded file"
-            raise gr.Error(html.escape(f"{name}: not a readable image ({type(exc).__name__}: {exc})"),
-                           print_exception=False) from None
+            message = f"{name}: not a readable image ({type(exc).__name__})"
+            try:  # the library says what the file is instead (and never shows a server path)
+                core.read_upload(getattr(payload, "path", None))
+            except (ImageReadError, UserInputError) as read_error:
+                message = f"{name}: {getattr(read_error, 'problem', read_error)}"
+            except Exception:  # noqa: BLE001 - keep the generic message
+                pass
+            raise gr.Error(html.escape(message), print_exception=False) from None
 
 
 def _guard(fn: Callable) -> Callable:
@@ -394,7 +400,7 @@ def build_demo(
             index = 0 if index is None else index
         index = max(0, min(index, max(len(ws) - 1, 0)))
         state = {**state, "index": index}
-        remember = {"source": state["source"], "task": state["task"]} if state["source"] != "data" else {"source": "data", "task": state["task"]}
+        remember = {"source": state["source"], "task": state["task"]}  # kept in this browser
         ident = state["source"] if state["source"] != "data" else ""
         return editor_update(ws, index), status_md(ws, index), state, remember, ident
 
@@ -420,9 +426,12 @@ def build_demo(
         return show({"source": ident, "task": ANNOTATION_TASKS[task_label]}, fresh=True)
 
     @_guard
-    def ann_restore(remembered, task_label):
-        """On page load: reopen the workspace this browser used last (progress is on disk)."""
-        if not remembered or not isinstance(remembered, dict):
+    def ann_restore(remembered, task_label, state):
+        """On opening the tab: reopen the workspace this browser used last (progress is on disk).
+
+        Run when the tab is shown, not on page load: the editor drops a layer it receives while
+        hidden ("No draw texture found for layer" in Gradio 6.31)."""
+        if state or not remembered or not isinstance(remembered, dict):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         source, task = remembered.get("source"), remembered.get("task")
         if task not in ANNOTATION_TASKS.values():
@@ -557,6 +566,9 @@ def build_demo(
         else:
             gr.Markdown(f"Model: `{model_name}`", elem_id="model-name")
 
+        # outside the tabs: tab contents mount only when first opened, and this must be read on load
+        ann_remember = gr.BrowserState(None, storage_key="upocr-studio-annotate",
+                                       secret=browser_secret(paths.workspaces))
         with gr.Tabs():
             # ------------------------------------------------------------ removal
             with gr.Tab("Text removal", id="removal"):
@@ -652,7 +664,7 @@ def build_demo(
                 all_run.click(ui_all, [all_in], [all_slider, all_seg, all_tp, all_table, all_files], **private)
 
             # ------------------------------------------------------------ annotate
-            with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel"):
+            with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel") as annotate_tab:
                 gr.Markdown(
                     "Label many images: load them, pre-label them all with the model, then correct each mask "
                     "and **Accept** it (it becomes *reviewed*). Progress is saved on disk: reopening the same "
@@ -660,8 +672,6 @@ def build_demo(
                     "never replaced unless you tick *Replace reviewed labels*.\n\n" + SHORTCUTS_MD
                 )
                 ann_state = gr.State(None)
-                ann_remember = gr.BrowserState(None, storage_key="upocr-studio-annotate",
-                                               secret=browser_secret(paths.workspaces))
                 with gr.Row():
                     ann_task = gr.Dropdown(list(ANNOTATION_TASKS), value="Text segmentation", label="Task",
                                            elem_id="ann-task", scale=1)
@@ -700,17 +710,18 @@ def build_demo(
                     ann_zip = gr.File(label="Labels zip", elem_id="ann-zip", interactive=False)
 
                 view = [ann_editor, ann_status, ann_state, ann_remember, ann_ws]
-                ann_files.upload(ann_upload, [ann_files, ann_task], view, **private)
-                ann_open_data.click(ann_open_data_dir, [ann_task], view, **private)
-                ann_open_ws.click(ann_open_workspace, [ann_ws, ann_task], view, **private)
-                ann_task.input(ann_task_changed, [ann_task, ann_state], view, **private)
-                ann_prev.click(functools.partial(ann_move, step=-1), [ann_state], view, **private)
-                ann_next.click(functools.partial(ann_move, step=1), [ann_state], view, **private)
-                ann_next_unrev.click(ann_next_unreviewed, [ann_state], view, **private)
+                cheap = dict(private, concurrency_limit=None)  # no model involved
+                ann_files.upload(ann_upload, [ann_files, ann_task], view, **cheap)
+                ann_open_data.click(ann_open_data_dir, [ann_task], view, **cheap)
+                ann_open_ws.click(ann_open_workspace, [ann_ws, ann_task], view, **cheap)
+                ann_task.input(ann_task_changed, [ann_task, ann_state], view, **cheap)
+                ann_prev.click(functools.partial(ann_move, step=-1), [ann_state], view, **cheap)
+                ann_next.click(functools.partial(ann_move, step=1), [ann_state], view, **cheap)
+                ann_next_unrev.click(ann_next_unreviewed, [ann_state], view, **cheap)
                 ann_prelabel_btn.click(ann_prelabel, [ann_state, ann_redo, ann_threshold], view, **private)
                 ann_accept_btn.click(ann_accept, [ann_state, ann_editor, ann_overwrite], view, **private)
                 ann_export_btn.click(ann_export, [ann_state, ann_include_images], [ann_zip], **private)
-                demo.load(ann_restore, [ann_remember, ann_task], view + [ann_task], **private)
+                annotate_tab.select(ann_restore, [ann_remember, ann_task, ann_state], view + [ann_task], **cheap)
 
         # ---------------------------------------------------------------- public API endpoints
         with gr.Row(visible=False):

@@ -68,9 +68,12 @@ def page(browser, server):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, target: str | None = None, full: bool = False) -> None:
+    """Save a screenshot (the viewport around ``target``, or the whole page: slower)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if target:
+        page.locator(target).first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full)
 
 
 def open_tab(page, name: str) -> None:
@@ -104,6 +107,30 @@ def mask_at(page, url: str) -> np.ndarray:
     return np.asarray(image) > 0
 
 
+def same_mask(mask: np.ndarray, probability: np.ndarray, threshold: float) -> bool:
+    """``mask`` is ``probability > threshold`` (the map came as a 16-bit PNG: pixels within its
+    rounding of the threshold may go either way)."""
+    certain = np.abs(probability - threshold) > 2e-5
+    return bool((mask[certain] == (probability[certain] > threshold)).all())
+
+
+def wait_mask(page, selector: str, probability: np.ndarray, threshold: float, timeout_s: float = 60) -> str:
+    """Poll the gr.File at ``selector`` until it holds the mask at ``threshold`` (the events of a
+    slider moved step by step arrive one after another); the URL of that mask."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    seen = None
+    while time.monotonic() < deadline:
+        url = href(page, selector)
+        if url and url != seen:
+            seen = url
+            if same_mask(mask_at(page, url), probability, threshold):
+                return url
+        page.wait_for_timeout(200)
+    raise AssertionError(f"{selector} never showed the expected mask")
+
+
 def upload(page, prefix: str, path: Path) -> None:
     page.locator(f"#{prefix}-input input[type=file]").set_input_files(str(path))
     page.wait_for_selector(f"#{prefix}-input img")
@@ -111,20 +138,20 @@ def upload(page, prefix: str, path: Path) -> None:
 
 def stroke(page, editor: str, tool: str, dy: float = 0.0, width: float = 0.6) -> None:
     """Drag across the middle of the editor's canvas with ``tool`` ("Brush" or "Erase")."""
-    page.locator(f"#{editor} button[aria-label='{tool}']").first.click()
-    box = page.locator(f"#{editor} canvas").first.bounding_box()
-    image = page.locator(f"#{editor} canvas").first
-    assert image.is_visible()
+    page.locator(f"#{editor} button[aria-label='{tool}']").first.click(force=True)
+    canvas = page.locator(f"#{editor} canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + dy
     half = box["width"] * width / 2
     page.mouse.move(cx - min(half, 80), cy)
     page.mouse.down()
-    page.mouse.move(cx + min(half, 80), cy, steps=15)
+    page.mouse.move(cx + min(half, 80), cy, steps=4)
     page.mouse.up()
 
 
 def test_removal_tab_example_and_erase(page):
-    shot(page, "01-start")
+    shot(page, "01-start", full=True)
     open_tab(page, "Text removal")
     # an example (lazily cached on first use) fills the input and the outputs
     page.locator("#rm-examples img").last.click()
@@ -132,7 +159,7 @@ def test_removal_tab_example_and_erase(page):
     removed = open_png(fetch(page, url))
     assert removed.mode == "RGB" and removed.size == Image.open(EXAMPLES / "street_sign.jpg").size
     page.wait_for_selector("#rm-slider img")
-    shot(page, "02-removal-example")
+    shot(page, "02-removal-example", "#rm-slider")
     # erase only inside the (model's) mask shown in the editor, after painting more of it
     stroke(page, "rm-editor", "Brush")
     page.click("#rm-erase")
@@ -140,7 +167,7 @@ def test_removal_tab_example_and_erase(page):
     assert erased_url.endswith("street_sign-erased.png")
     erased = open_png(fetch(page, erased_url))
     assert erased.size == removed.size
-    shot(page, "03-removal-erased")
+    shot(page, "03-removal-erased", "#rm-editor")
 
 
 def test_segmentation_threshold_and_editor(page):
@@ -149,24 +176,26 @@ def test_segmentation_threshold_and_editor(page):
     page.click("#seg-run")
     first_url = wait_new_file(page, "#seg-mask-file")
     first = mask_at(page, first_url)
+    probability = np.asarray(open_png(fetch(page, href(page, "#seg-prob-file")))).astype(np.float64) / 65535
+    assert same_mask(first, probability, 0.4)
     overlay_before = page.locator("#seg-overlay img").first.get_attribute("src")
-    shot(page, "04-segmentation")
+    shot(page, "04-segmentation", "#seg-overlay")
     assert 0.05 < first.mean() < 0.95
 
     # the threshold slider re-thresholds the kept probability map (keyboard on the range input)
     page.locator("#seg-threshold input[type=range]").focus()
     for _ in range(20):
         page.keyboard.press("ArrowRight")
-    second_url = wait_new_file(page, "#seg-mask-file", first_url)
+    assert page.input_value("#seg-threshold input[type=number]") == "0.6"
+    second_url = wait_mask(page, "#seg-mask-file", probability, 0.6)
+    second = mask_at(page, second_url)
     page.wait_for_function(
         "(old) => { const i = document.querySelector('#seg-overlay img'); return i && i.src !== old; }",
         arg=overlay_before,
     )
-    assert page.input_value("#seg-threshold input[type=number]") == "0.6"
-    second = mask_at(page, second_url)
     assert second.sum() < first.sum(), "a higher threshold must give a smaller mask"
     assert not (second & ~first).any(), "a higher threshold only removes pixels"
-    shot(page, "05-segmentation-threshold")
+    shot(page, "05-segmentation-threshold", "#seg-overlay")
 
     # opacity changes the overlay but not the mask
     overlay_mid = page.locator("#seg-overlay img").first.get_attribute("src")
@@ -176,8 +205,7 @@ def test_segmentation_threshold_and_editor(page):
         "(old) => { const i = document.querySelector('#seg-overlay img'); return i && i.src !== old; }",
         arg=overlay_mid,
     )
-    third_url = wait_new_file(page, "#seg-mask-file", second_url)
-    assert (mask_at(page, third_url) == second).all()
+    assert (mask_at(page, href(page, "#seg-mask-file")) == second).all()
 
     # paint in the editor: the edited mask that downloads grows with the brush...
     page.click("#seg-save-mask")
@@ -195,7 +223,7 @@ def test_segmentation_threshold_and_editor(page):
     erased_url = wait_new_file(page, "#seg-edited-mask", painted_url)
     erased = mask_at(page, erased_url)
     assert erased.sum() < painted.sum() - 50 and not (erased & ~painted).any()
-    shot(page, "06-segmentation-painted")
+    shot(page, "06-segmentation-painted", "#seg-editor")
 
     # undo brings the erased pixels back
     page.locator("#seg-editor button[aria-label='Undo']").first.click()
@@ -209,7 +237,10 @@ def test_segmentation_threshold_and_editor(page):
     original = np.asarray(Image.open(EXAMPLES / "receipt.png").convert("RGB"))
     changed = (np.abs(np.asarray(erased_image).astype(int) - original).max(-1) > 0)
     assert changed.any() and not changed.all()
-    shot(page, "07-segmentation-erase-this")
+    from upocr.results import dilate_mask
+
+    assert not (changed & ~dilate_mask(undone, 7)).any(), "pixels outside the dilated mask must be kept"
+    shot(page, "07-segmentation-erase-this", "#seg-erase-slider")
 
 
 def test_tampering_and_all_tasks(page):
@@ -223,7 +254,7 @@ def test_tampering_and_all_tasks(page):
     legend = page.locator("#tp-annotated").inner_text()
     assert "real text" in legend and "tampered text" in legend
     page.wait_for_function("() => document.querySelectorAll('#tp-table tbody tr').length > 0")
-    shot(page, "08-tampering")
+    shot(page, "08-tampering", full=True)
 
     open_tab(page, "All tasks")
     upload(page, "all", EXAMPLES / "document.png")
@@ -231,7 +262,7 @@ def test_tampering_and_all_tasks(page):
     page.wait_for_function("() => document.querySelectorAll('#all-files a[href]').length >= 4")
     page.wait_for_selector("#all-seg img")
     page.wait_for_selector("#all-slider img")
-    shot(page, "09-all-tasks")
+    shot(page, "09-all-tasks", full=True)
 
 
 def test_corrupt_upload_shows_a_message(page, tmp_path):
@@ -242,8 +273,14 @@ def test_corrupt_upload_shows_a_message(page, tmp_path):
     page.click("#seg-run")
     toast = page.get_by_text("holiday.png", exact=False).first
     toast.wait_for()
-    assert "not" in toast.inner_text().lower()
+    assert "not an image: this is a text file" in toast.inner_text()
+    assert "/tmp" not in toast.inner_text()  # no server paths in messages
     shot(page, "10-corrupt-upload")
+
+
+def archive_open(data: bytes, name: str) -> Image.Image:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return Image.open(io.BytesIO(archive.read(name)))
 
 
 def _status(page) -> str:
@@ -251,8 +288,18 @@ def _status(page) -> str:
 
 
 def _wait_status(page, text: str) -> None:
+    """Wait for ``text`` in the annotation status, then for the event to finish (a click while an
+    event of the same button is pending would be dropped)."""
     page.wait_for_function(
         "(t) => { const s = document.querySelector('#ann-status'); return s && s.innerText.includes(t); }", arg=text
+    )
+    wait_idle(page)
+
+
+def wait_idle(page) -> None:
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="status-tracker"]')]
+                 .every((t) => t.classList.contains('hide') || t.offsetParent === null)"""
     )
 
 
@@ -268,7 +315,7 @@ def test_annotate_three_images_and_resume(page, server, tmp_path):
     page.click("#ann-prelabel")
     _wait_status(page, "labelled 3")
     page.wait_for_selector("#ann-editor canvas")
-    shot(page, "11-annotate-prelabelled")
+    shot(page, "11-annotate-prelabelled", "#ann-status")
 
     # accept with the button, then with the keyboard shortcut (A)
     page.click("#ann-accept")
@@ -276,7 +323,7 @@ def test_annotate_three_images_and_resume(page, server, tmp_path):
     page.locator("#ann-status").click()  # focus on the page, not on a text field
     page.keyboard.press("a")
     _wait_status(page, "Reviewed 2 / 3")
-    shot(page, "12-annotate-two-accepted")
+    shot(page, "12-annotate-two-accepted", "#ann-status")
 
     # a reviewed label is not replaced without confirmation
     page.keyboard.press("p")  # back to the image accepted just before
@@ -290,7 +337,7 @@ def test_annotate_three_images_and_resume(page, server, tmp_path):
     page.wait_for_selector("#rm-run")
     open_tab(page, "Annotate")
     _wait_status(page, "Reviewed 2 / 3")
-    shot(page, "13-annotate-after-reload")
+    shot(page, "13-annotate-after-reload", full=True)
     page.keyboard.press("u")  # next unreviewed
     page.wait_for_function("() => !document.querySelector('#ann-status').innerText.includes('(reviewed)')")
     stroke(page, "ann-editor", "Brush")
@@ -308,9 +355,17 @@ def test_annotate_three_images_and_resume(page, server, tmp_path):
         assert f"masks/{path.stem}.png" in names
         assert f"labelme/{path.stem}.json" in names
     assert manifest["counts"]["reviewed"] == 3
+    # the two images accepted unchanged keep exactly the model's pre-label (the editor kept the layer)
+    pipeline = load_pipeline(server["root"] / "model")
+    unchanged = 0
+    for path in images:
+        with archive_open(data, f"masks/{path.stem}.png") as stored:
+            mask = np.asarray(stored) > 0
+        unchanged += bool((mask == pipeline(str(path), "text-segmentation").mask).all())
+    assert unchanged >= 2
     assert {img["file_name"] for img in coco["images"]} == {p.name for p in images}
     assert all(isinstance(a["segmentation"]["counts"], str) for a in coco["annotations"])
-    shot(page, "14-annotate-exported")
+    shot(page, "14-annotate-exported", "#ann-zip")
 
     # uploading the same files again resumes the same workspace
     page.reload()

@@ -1,0 +1,102 @@
+"""Inference speed and memory of the UPOCR network on this machine.
+
+    python benchmarks/inference_speed.py                 # every case, JSON lines on stdout
+    python benchmarks/inference_speed.py --case small-fp32 --repeat 5
+
+Cases: small-fp32 (paper network, one task, 512x512), small-bf16 (bfloat16 autocast, with the
+IoU of its segmentation mask against fp32), small-all (three tasks, one encoder pass), tiny-fp32,
+tile-4096 (a 4096x4096 image through the pipeline in tile mode with the paper network; peak
+resident memory measured in a child process). Weights are random: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+CASES = ("small-fp32", "small-bf16", "small-all", "tiny-fp32", "tile-4096")
+
+
+def _time(fn, repeat: int) -> float:
+    fn()  # warm-up: caches, allocator, oneDNN primitives
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _model(preset: str):
+    from upocr import UPOCR
+
+    torch.manual_seed(0)
+    return UPOCR.from_preset(preset).eval()
+
+
+def run_case(case: str, repeat: int) -> dict:
+    x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
+    info = {"case": case, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if case in ("small-fp32", "tiny-fp32"):
+        model = _model(case.split("-")[0])
+        with torch.inference_mode():
+            info["seconds"] = _time(lambda: model(x, "text-segmentation"), repeat)
+    elif case == "small-bf16":
+        model = _model("small")
+        with torch.inference_mode():
+            ref = model(x, "text-segmentation")[-1].mean(1) > 0.4
+
+            def run():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return model(x, "text-segmentation")[-1].float()
+
+            info["seconds"] = _time(run, repeat)
+            low = run().mean(1) > 0.4
+        union = (ref | low).sum().item()
+        info["mask_iou_vs_fp32"] = 1.0 if union == 0 else (ref & low).sum().item() / union
+    elif case == "small-all":
+        model = _model("small")
+        with torch.inference_mode():
+            info["seconds"] = _time(lambda: model.forward_tasks(x), repeat)
+            info["one_task_seconds"] = _time(lambda: model(x, "text-segmentation"), repeat)
+        info["ratio_to_one_task"] = info["seconds"] / info["one_task_seconds"]
+    elif case == "tile-4096":
+        code = (
+            "import resource, time, numpy as np, torch\n"
+            "from upocr import UPOCR\nfrom upocr.pipeline import UPOCRPipeline\n"
+            "torch.manual_seed(0)\n"
+            "pipe = UPOCRPipeline(UPOCR.from_preset('small'), device='cpu', mode='tile')\n"
+            "img = np.random.default_rng(0).integers(0, 255, (4096, 4096, 3), dtype=np.uint8)\n"
+            "t = time.perf_counter(); r = pipe(img, 'text-segmentation'); t = time.perf_counter() - t\n"
+            "print(t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.mask.shape)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        seconds, peak_kib, _ = out.stdout.strip().split(" ", 2)
+        info["seconds"] = float(seconds)
+        info["peak_rss_gib"] = int(peak_kib) / 2**20
+    else:
+        raise ValueError(case)
+    info["load_average_1min"] = os.getloadavg()[0]
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--case", choices=CASES, action="append")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for case in args.case or CASES:
+        print(json.dumps(run_case(case, args.repeat)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

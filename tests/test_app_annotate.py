@@ -1,0 +1,96 @@
+"""Annotation workspaces of the app (no server, no model: a stand-in predictor)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo.annotate import LABELS_FOLDER, Workspace
+from upocr.labels import ReviewedLabelError
+
+
+def _images(folder, names, size=(24, 16)):
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (200, 200, 200)).save(path)
+
+
+def _predict_text(rgb):
+    mask = np.zeros(rgb.shape[:2], bool)
+    mask[2:6, 3:9] = True
+    return mask, None
+
+
+def test_data_folder_resumes_and_keeps_reviewed_labels(tmp_path):
+    data = tmp_path / "data"
+    _images(data, ["a.png", "scans/b.jpg", "scans/c.png"])
+    (data / "notes.txt").write_text("not an image")
+    ws = Workspace.for_data_dir(data, "text-segmentation")
+    assert ws.items == ["a.png", "scans/b.jpg", "scans/c.png"]
+    assert ws.prelabel(_predict_text)["labelled"] == 3
+    assert (data / LABELS_FOLDER / "text-segmentation" / "masks" / "scans" / "b.png").is_file()
+
+    edited = np.zeros((16, 24), bool)
+    edited[0, 0] = True
+    ws.accept("scans/b.jpg", edited)
+    with pytest.raises(ReviewedLabelError):
+        ws.accept("scans/b.jpg", np.zeros((16, 24), bool))
+    ws.accept("scans/b.jpg", edited | np.eye(16, 24, dtype=bool), overwrite=True)
+
+    # reopening the folder (a new process) resumes: counts, next unreviewed, labels kept
+    again = Workspace.for_data_dir(data, "text-segmentation")
+    assert again.items == ws.items  # the label folder is not listed as images
+    assert again.counts() == {"total": 3, "reviewed": 1, "labelled": 3, "failed": 0}
+    assert again.first_unreviewed(1) == 2
+    summary = again.prelabel(_predict_text, redo=True)
+    assert summary["reviewed_kept"] == 1 and summary["labelled"] == 2
+    assert again.label("scans/b.jpg")[0, 0] == 1
+
+
+def test_unreadable_image_is_recorded_as_failed(tmp_path):
+    data = tmp_path / "data"
+    _images(data, ["good.png"])
+    (data / "bad.png").write_text("text, not pixels")
+    ws = Workspace.for_data_dir(data, "text-segmentation")
+    summary = ws.prelabel(_predict_text)
+    assert summary == {"labelled": 1, "kept": 0, "reviewed_kept": 0, "failed": 1}
+    assert ws.status("bad.png") == "failed"
+    assert ws.counts()["failed"] == 1
+
+
+def test_tampering_and_removal_labels(tmp_path):
+    data = tmp_path / "data"
+    _images(data, ["r.png"])
+    labels = np.zeros((16, 24), np.uint8)
+    labels[1:4, 1:4] = 1
+    labels[8:12, 10:20] = 2
+    ws = Workspace.for_data_dir(data, "tampered-text-detection")
+    ws.prelabel(lambda rgb: (labels, None))
+    assert set(np.unique(ws.label("r.png")).tolist()) == {0, 1, 2}
+
+    removal = Workspace.for_data_dir(data, "text-removal")
+    removal.prelabel(lambda rgb: (_predict_text(rgb)[0], rgb.copy()))
+    with pytest.raises(ValueError):
+        removal.accept("r.png", np.zeros((16, 24), bool))  # removal labels need the cleaned image
+    removal.accept("r.png", np.zeros((16, 24), bool), cleaned=np.zeros((16, 24, 3), np.uint8))
+    assert removal.counts()["reviewed"] == 1
+
+
+def test_export_names_files_after_their_sources(tmp_path):
+    import json
+    import zipfile
+
+    data = tmp_path / "data"
+    _images(data, ["scans/page 1.jpg", "x.png"])
+    ws = Workspace.for_data_dir(data, "text-segmentation")
+    ws.prelabel(_predict_text)
+    ws.accept("x.png", _predict_text(np.zeros((16, 24, 3), np.uint8))[0])
+    manifest = ws.export(tmp_path / "out.zip", include_images=True)
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        names = set(archive.namelist())
+        coco = json.loads(archive.read("coco.json"))
+    assert {"masks/scans/page 1.png", "masks/x.png", "labelme/scans/page 1.json", "images/scans/page 1.jpg"} <= names
+    assert manifest["counts"]["reviewed"] == 1
+    assert sorted(i["file_name"] for i in coco["images"]) == ["scans/page 1.jpg", "x.png"]
