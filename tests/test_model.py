@@ -190,12 +190,12 @@ def test_from_pretrained_resolves_a_hub_repo_offline(tmp_path, monkeypatch):
         shutil.copy(src / name, blob)
         (snapshot / name).symlink_to(blob)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    loaded = UPOCR.from_pretrained("upocr/micro-test", cache_dir=cache)
+    loaded = UPOCR.from_pretrained("upocr/micro-test", cache_dir=cache, local_files_only=True)
     x = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(model(x, TEXT_REMOVAL)[-1], loaded(x, TEXT_REMOVAL)[-1])
     with pytest.raises(Exception):
-        UPOCR.from_pretrained("upocr/not-in-cache", cache_dir=cache)
+        UPOCR.from_pretrained("upocr/not-in-cache", cache_dir=cache, local_files_only=True)
 
 
 @pytest.mark.parametrize("size", [(512, 512), (384, 640)])
