@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,5 +80,6 @@ def test_python_dash_m_and_console_script(micro_model_dir, image_folder, tmp_pat
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "o" / "a.png").is_file()
-    helptext = subprocess.run(["upocr", "--help"], capture_output=True, text=True, timeout=120)
+    script = Path(sys.executable).with_name("upocr")  # the console script installed beside this interpreter
+    helptext = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert helptext.returncode == 0 and "predict" in helptext.stdout and "convert" in helptext.stdout

@@ -131,6 +131,9 @@ class PairDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def name(self, index: int) -> str:
+        return self.names[index]
+
     def __getitem__(self, index: int) -> dict:
         if index < 0:
             index += len(self)
@@ -139,7 +142,7 @@ class PairDataset(torch.utils.data.Dataset):
         image, target, mask = self.load(index)
         if self.transform is not None:
             image, target, mask = self.transform(image, target, mask)
-        return to_item(image, target, mask, self.task, self.names[index])
+        return to_item(image, target, mask, self.task, self.name(index))
 
 
 def _transform(task: str, size, augment: bool, **options) -> PairTransform | None:
@@ -189,16 +192,6 @@ class SyntheticDataset(PairDataset):
             engine = self.engine = get_engine(self.fonts, self.backgrounds, self.split)
         sample = engine.sample(self.task, index, self.seed, self.size, tamper_labels=self.tamper_labels)
         return sample["image"], sample["target"], sample["mask"]
-
-    def __getitem__(self, index: int) -> dict:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)}")
-        image, target, mask = self.load(index)
-        if self.transform is not None:
-            image, target, mask = self.transform(image, target, mask)
-        return to_item(image, target, mask, self.task, self.name(index))
 
     def __getstate__(self):
         state = dict(self.__dict__)
