@@ -61,14 +61,19 @@ class SwinV2Decoder(nn.Module):
             OutputHead(self.dims[i] // 2, out_chans) for i in range(self.first_output_stage, len(depths))
         )
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int], skips: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``x``: ``(B, h*w, C)`` tokens; ``skips``: encoder maps, deepest first."""
+    def skip_tokens(self, skips: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The skip branches on the encoder maps (deepest first), as token sequences. They do not
+        depend on the task, so several tasks can share them."""
+        return [branch(f).flatten(2).transpose(1, 2) for branch, f in zip(self.skips, skips)]
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int], skip_tokens: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``x``: ``(B, h*w, C)`` bottleneck tokens; ``skip_tokens``: from :meth:`skip_tokens`."""
         outputs = []
         for i, stage in enumerate(self.stages):
             x = stage(x, size)
             x, size = stage.resample(x, size)
-            if i < len(self.skips):
-                x = x + self.skips[i](skips[i]).flatten(2).transpose(1, 2)
+            if i < len(skip_tokens):
+                x = x + skip_tokens[i]
             if i >= self.first_output_stage:
                 outputs.append(self.heads[i - self.first_output_stage](x, size))
         return outputs

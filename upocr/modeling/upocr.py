@@ -177,12 +177,16 @@ class UPOCR(
 
     def decode(self, features: list[torch.Tensor], prompt_indices: torch.Tensor | None) -> list[torch.Tensor]:
         """Decoder outputs ``[H/4, H/2, H]`` for the encoder ``features`` and one prompt index per image."""
-        deepest = features[-1]
-        b, c, h, w = deepest.shape
-        x = self.bottleneck(deepest.flatten(2).transpose(1, 2))
+        tokens, size = self._bottleneck(features[-1])
+        return self._decode_tokens(tokens, size, self.decoder.skip_tokens(features[-2::-1]), prompt_indices)
+
+    def _bottleneck(self, deepest: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        return self.bottleneck(deepest.flatten(2).transpose(1, 2)), tuple(deepest.shape[-2:])
+
+    def _decode_tokens(self, tokens, size, skip_tokens, prompt_indices) -> list[torch.Tensor]:
         if self.task_prompt is not None:
-            x = x + self.task_prompt(prompt_indices).unsqueeze(1)
-        return self.decoder(x, (h, w), features[-2::-1])
+            tokens = tokens + self.task_prompt(prompt_indices).unsqueeze(1)
+        return self.decoder(tokens, size, skip_tokens)
 
     def prompt_indices(self, tasks: str | Sequence[str] | None, batch_size: int, device) -> torch.Tensor:
         if tasks is None:
@@ -196,14 +200,15 @@ class UPOCR(
         return self.decode(features, self.prompt_indices(tasks, images.shape[0], images.device))
 
     def forward_tasks(self, images: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, list[torch.Tensor]]:
-        """Run the encoder once and the decoder for each task: ``{task: [H/4, H/2, H]}``."""
+        """All requested tasks on one batch: ``{task: [H/4, H/2, H]}``. The encoder, the bottleneck
+        projection and the skip branches run once; only the prompted decoder stages run per task."""
         tasks = [canonical_task(t) for t in (tasks or self.tasks)]
         features = self.encode(images)
+        tokens, size = self._bottleneck(features[-1])
+        skip_tokens = self.decoder.skip_tokens(features[-2::-1])
         b = images.shape[0]
-        repeated = [f.repeat(len(tasks), 1, 1, 1) for f in features]
-        indices = torch.cat([self.prompt_indices(t, b, images.device) for t in tasks])
-        outputs = self.decode(repeated, indices)
-        return {t: [o[i * b : (i + 1) * b] for o in outputs] for i, t in enumerate(tasks)}
+        return {t: self._decode_tokens(tokens, size, skip_tokens, self.prompt_indices(t, b, images.device))
+                for t in tasks}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
