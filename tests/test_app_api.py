@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("gradio")
-gradio_client = pytest.importorskip("gradio_client")
+import gradio  # noqa: F401  (a test dependency: requirements-dev.txt)
+import gradio_client
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("gradio")
-playwright_api = pytest.importorskip("playwright.sync_api")
+import gradio  # noqa: F401  (a test dependency: requirements-dev.txt)
+import playwright.sync_api as playwright_api
 
 from _app_support import ARTIFACTS, EXAMPLES, launch, load_pipeline, open_png, save_tiny_model, values  # noqa: E402
 
@@ -45,7 +45,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.fail(f"no chromium at {CHROMIUM}: install it (apt-get install chromium; `make test` does)")
     with playwright_api.sync_playwright() as p:
         instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
