@@ -12,11 +12,10 @@ import pytest
 from PIL import Image
 
 import gradio  # noqa: F401  (a test dependency: requirements-dev.txt)
-import gradio_client
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
-from _app_support import EXAMPLES, launch, load_pipeline, open_png, save_tiny_model, values  # noqa: E402
+from _app_support import EXAMPLES, launch, load_pipeline, open_png, save_tiny_model, values
 
 MAX_PIXELS = 400 * 400
 

@@ -19,7 +19,7 @@ from PIL import Image
 import gradio  # noqa: F401  (a test dependency: requirements-dev.txt)
 import playwright.sync_api as playwright_api
 
-from _app_support import ARTIFACTS, EXAMPLES, launch, load_pipeline, open_png, save_tiny_model, values  # noqa: E402
+from _app_support import ARTIFACTS, EXAMPLES, launch, load_pipeline, open_png, save_tiny_model, values
 
 pytestmark = pytest.mark.browser
 
