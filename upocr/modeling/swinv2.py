@@ -129,7 +129,7 @@ class WindowAttention(nn.Module):
 
         In eval mode without gradients the sum is cached under ``key`` (the padded map size)."""
         use_cache = not self.training and not torch.is_grad_enabled() and (shift_mask is None or key is not None)
-        key = (key, shift_mask is None, self.position_bias().device if shift_mask is None else shift_mask.device)
+        key = (key, shift_mask is None, self.relative_coords_table.device)
         if use_cache and key in self._mask_cache:
             return self._mask_cache[key]
         bias = self.position_bias().unsqueeze(0)
