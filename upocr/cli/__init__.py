@@ -28,6 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_task(name: str, command: str) -> str | None:
+    """The canonical task name, or None after printing ``upocr COMMAND: error: ...``."""
+    from ..tasks import canonical_task
+
+    try:
+        return canonical_task(name)
+    except ValueError as error:
+        print(f"upocr {command}: error: {error}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

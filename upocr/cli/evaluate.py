@@ -63,12 +63,10 @@ def _print_summary(report: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.evaluate import evaluate
-    from ..tasks import canonical_task
+    from . import parse_task
 
-    try:
-        task = canonical_task(args.task)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    task = parse_task(args.task, "evaluate")
+    if task is None:
         return 2
     if args.limit is not None and args.limit <= 0:
         print("error: --limit must be positive", file=sys.stderr)

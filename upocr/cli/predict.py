@@ -72,12 +72,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..io import ImageReadError, safe_relative_output, save_png_atomic
-    from ..tasks import canonical_task
+    from . import parse_task
 
-    try:
-        task = canonical_task(args.task)
-    except ValueError as error:
-        print(f"upocr predict: error: {error}", file=sys.stderr)
+    task = parse_task(args.task, "predict")
+    if task is None:
         return 2
     try:
         items = collect_inputs(args.inputs)

@@ -46,12 +46,10 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks import canonical_task
+    from . import parse_task
 
-    try:
-        task = canonical_task(args.task)
-    except ValueError as exc:
-        print(f"upocr synth: error: {exc}", file=sys.stderr)
+    task = parse_task(args.task, "synth")
+    if task is None:
         return 2
     if args.count < 0:
         print("upocr synth: error: --count must not be negative", file=sys.stderr)
