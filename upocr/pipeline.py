@@ -200,6 +200,7 @@ class UPOCRPipeline:
         th, tw = min(tile, ph), min(tile, pw)
         overlap = min(self.tile_overlap, max(0, min(th, tw) - SIZE_MULTIPLE))
         windows = tile_windows(ph, pw, (th, tw), overlap)
+        weights = blend_weights(th, tw, overlap)  # every window is th x tw: the image is padded to at least that
         acc = {t: TileAccumulator(ph, pw, 3) for t in tasks}
         for i in range(0, len(windows), self.batch_size):
             group = windows[i : i + self.batch_size]
@@ -208,8 +209,7 @@ class UPOCRPipeline:
             for task, out in outs.items():
                 arr = out.cpu().permute(0, 2, 3, 1).numpy()
                 for k, win in enumerate(group):
-                    top, left, bottom, right = win
-                    acc[task].add(win, arr[k], blend_weights(bottom - top, right - left, overlap))
+                    acc[task].add(win, arr[k], weights)
         return {t: a.result()[:h, :w] for t, a in acc.items()}
 
     def _decode(self, task: str, output: np.ndarray, rgb: np.ndarray, *, threshold: float,
