@@ -306,3 +306,27 @@ def test_encoding_rejects_unknown_tampering_codes():
     for bad in (np.array([[3]]), np.array([[1.5]]), np.array([[-1]])):
         with pytest.raises(ValueError, match="tampering labels"):
             tampering_target(bad)
+
+
+def test_synthetic_crop_is_a_window_of_the_full_render():
+    full = build_dataset({"format": "synthetic", "task": "segmentation", "length": 4, "size": 96, "seed": 3})
+    cropped = build_dataset({"format": "synthetic", "task": "segmentation", "length": 4, "size": 96, "seed": 3,
+                             "crop": 64})
+    torch.manual_seed(0)
+    for index in range(4):
+        whole, part = full[index], cropped[index]
+        assert part["image"].shape == (3, 64, 64) and part["target"].shape == (3, 64, 64)
+        assert part["mask"].shape[-2:] == (64, 64)
+        # the crop (possibly flipped) is found in the full render, image and target at the same place
+        found = False
+        for flip in (False, True):
+            image = whole["image"].flip(-1) if flip else whole["image"]
+            target = whole["target"].flip(-1) if flip else whole["target"]
+            for y in range(33):
+                for x in range(33):
+                    if torch.equal(image[:, y:y + 64, x:x + 64], part["image"]):
+                        assert torch.equal(target[:, y:y + 64, x:x + 64], part["target"])
+                        found = True
+        assert found
+    with pytest.raises(ValueError, match="crop must be between"):
+        build_dataset({"format": "synthetic", "task": "segmentation", "size": 64, "crop": 96})

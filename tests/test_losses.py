@@ -192,3 +192,46 @@ def test_vgg16_features_from_file(tmp_path):
         assert torch.allclose(u, v)
     with pytest.raises(FileNotFoundError):
         VGG16Features.from_file(tmp_path / "missing.pth")
+
+
+# --- foreground weighting ------------------------------------------------------------------
+
+
+def test_foreground_weight_is_a_weighted_mean_over_text_pixels():
+    # 2x2 segmentation target: one text pixel (white), three background pixels, one scale.
+    target = torch.zeros(1, 3, 2, 2)
+    target[:, :, 0, 0] = 1.0
+    output = torch.zeros(1, 3, 2, 2)  # text pixel error 1 -> 0.5; background error 0
+    output[:, :, 1, 1] = 0.4  # one background pixel off by 0.4 -> 0.08
+    plain, _ = masked_smooth_l1_loss([output], target, scale_weights=(1.0,))
+    weighted, _ = masked_smooth_l1_loss([output], target, scale_weights=(1.0,), foreground_weight=4.0)
+    assert math.isclose(plain.item(), (0.5 + 0.08) / 4, rel_tol=1e-6)
+    # the text pixel counts 4 times: (4 * 0.5 + 0.08) / (4 + 3)
+    assert math.isclose(weighted.item(), (4 * 0.5 + 0.08) / 7, rel_tol=1e-6)
+
+
+def test_foreground_weight_uses_the_tampering_background_colour():
+    # red background everywhere but one green (real text) pixel; an all-red answer is wrong only there
+    target = torch.zeros(1, 3, 2, 2)
+    target[:, 0] = 1.0
+    target[:, :, 1, 0] = torch.tensor([0.0, 1.0, 0.0]).view(1, 3)
+    output = torch.zeros(1, 3, 2, 2)
+    output[:, 0] = 1.0
+    batch = {"image": torch.zeros(1, 3, 2, 2), "target": target}
+    loss1, _ = task_loss("tampered-text-detection", [output, output, output], batch)
+    loss3, _ = task_loss("tampered-text-detection", [output, output, output], batch, foreground_weight=3.0)
+    # the one wrong pixel: channels R and G off by 1 -> 2 x 0.5 over 12 elements, or 3x that over 3*3+9
+    per_scale_1, per_scale_3 = 1.0 / 12, 3.0 / 18
+    assert math.isclose(loss1.item(), 21 * per_scale_1, rel_tol=1e-6)
+    assert math.isclose(loss3.item(), 21 * per_scale_3, rel_tol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        masked_smooth_l1_loss([output], target, scale_weights=(1.0,), foreground_weight=0)
+
+
+def test_foreground_weight_leaves_ignored_pixels_out():
+    target = torch.full((1, 3, 2, 2), IGNORE_VALUE)
+    target[:, :, 0, 0] = 1.0
+    output = torch.zeros(1, 3, 2, 2)
+    output[:, :, 1, :] = 9.0  # ignored pixels, huge errors
+    loss, _ = masked_smooth_l1_loss([output], target, scale_weights=(1.0,), foreground_weight=5.0)
+    assert math.isclose(loss.item(), 0.5, rel_tol=1e-6)

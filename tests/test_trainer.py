@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from upocr.tasks import TASKS, TEXT_REMOVAL, TEXT_SEGMENTATION
+from upocr.tasks import TAMPERED_TEXT_DETECTION, TASKS, TEXT_REMOVAL, TEXT_SEGMENTATION
 from upocr.training.trainer import (
     Collate,
     ShardedBatchSampler,
@@ -380,3 +380,34 @@ def test_non_finite_gradient_stops_with_a_clear_error(tmp_path):
     with pytest.raises(TrainingError, match="not finite at step 1"):
         trainer.train()
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+
+
+def test_foreground_weight_reaches_the_segmentation_and_tampering_losses(tmp_path):
+    sets = tiny_sets(n=2)
+    batches = {t: Collate(SIZE)([sets[t][i] for i in range(2)]) for t in TASKS}
+    losses = {}
+    for weight in (1.0, 4.0):
+        config = tiny_config(tmp_path, name=f"fg{weight}", foreground_weight=weight)
+        trainer = Trainer(config, datasets=sets)  # the same seed: the same initial weights
+        trainer.model.eval()
+        with torch.no_grad():
+            _, parts = trainer.compute_losses(trainer.model, batches)
+        losses[weight] = {t: float(parts[t]["loss"]) for t in TASKS}
+    assert losses[4.0][TEXT_REMOVAL] == losses[1.0][TEXT_REMOVAL]  # removal has its own text weights
+    for task in (TEXT_SEGMENTATION, TAMPERED_TEXT_DETECTION):
+        assert losses[4.0][task] != pytest.approx(losses[1.0][task], rel=1e-3)
+
+
+def test_foreground_weight_option_is_checked():
+    config = TrainConfig.from_dict({"foreground_weight": {"segmentation": 5, "tampering": 2}})
+    assert config.loss_options("text-segmentation") == {"foreground_weight": 5.0}
+    assert config.loss_options("tampered-text-detection") == {"foreground_weight": 2.0}
+    assert config.loss_options("text-removal") == {}
+    assert TrainConfig.from_dict({"foreground_weight": 3}).loss_options("segmentation") == {"foreground_weight": 3.0}
+    assert TrainConfig.from_dict({}).loss_options("segmentation") == {}
+    with pytest.raises(TrainingError, match="positive"):
+        TrainConfig.from_dict({"foreground_weight": 0})
+    with pytest.raises(TrainingError, match="text removal"):
+        TrainConfig.from_dict({"foreground_weight": {"removal": 2}})
+    with pytest.raises(TrainingError, match="must be a number"):
+        TrainConfig.from_dict({"foreground_weight": {"segmentation": "lots"}})

@@ -48,7 +48,7 @@ from PIL import Image
 from ..io import ImageReadError, iter_image_files, read_image
 from ..tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task
 from .encoding import boxes_to_labels, segmentation_target, tampering_target
-from .transforms import PairTransform, to_item
+from .transforms import PairTransform, default_rng, random_crop, to_item
 
 __all__ = [
     "DatasetLayoutError",
@@ -162,15 +162,25 @@ class SyntheticDataset(PairDataset):
     Item ``i`` is sample ``i`` of ``seed`` (the same in every worker and run). Decoded
     background photos and glyphs are cached per worker process. ``augment=True`` adds the
     shared random transform on top (off by default: the samples are already varied).
+
+    ``crop``: render at ``size`` and return a random ``crop x crop`` window of it (drawn like the
+    augmentation, from torch's RNG), randomly flipped. Text keeps the scale of a ``size`` render
+    while a training step spends its time on more, smaller views of more scenes.
     """
 
     def __init__(self, task: str, seed: int = 0, length: int = 100_000, size: int = 512, split: str = "train",
-                 fonts=None, backgrounds=None, *, tamper_labels: str = "box", augment: bool = False):
+                 fonts=None, backgrounds=None, *, tamper_labels: str = "box", augment: bool = False,
+                 crop: int | None = None):
         from .synth import get_engine
 
         length = int(length)
         if length < 1:
             raise ValueError(f"length must be positive, got {length}")
+        if crop is not None and not 0 < int(crop) <= int(size):
+            raise ValueError(f"crop must be between 1 and size ({size}), got {crop}")
+        if crop is not None and augment:
+            raise ValueError("crop and augment do not combine: augment already crops")
+        self.crop = None if crop is None else int(crop)
         self.seed, self.size = int(seed), int(size)
         self.fonts, self.backgrounds, self.tamper_labels = fonts, backgrounds, tamper_labels
         self.engine = get_engine(fonts, backgrounds, split)  # resolves (and checks) fonts and backgrounds
@@ -191,7 +201,10 @@ class SyntheticDataset(PairDataset):
 
             engine = self.engine = get_engine(self.fonts, self.backgrounds, self.split)
         sample = engine.sample(self.task, index, self.seed, self.size, tamper_labels=self.tamper_labels)
-        return sample["image"], sample["target"], sample["mask"]
+        image, target, mask = sample["image"], sample["target"], sample["mask"]
+        if self.crop is not None:
+            image, target, mask = random_crop(default_rng(), self.crop, image, target, mask)
+        return image, target, mask
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -493,7 +506,7 @@ _FORMAT_ALIASES = {
 _FORMAT_TASK = {"scut-enstext": TEXT_REMOVAL, "textseg": TEXT_SEGMENTATION, "tampered-ic13": TAMPERED_TEXT_DETECTION}
 _COMMON_KEYS = {"format", "root", "split", "task", "size", "augment", "name"}
 _EXTRA_KEYS = {
-    "synthetic": {"seed", "length", "fonts", "backgrounds", "tamper_labels"},
+    "synthetic": {"seed", "length", "fonts", "backgrounds", "tamper_labels", "crop"},
     "scut-enstext": {"diff_threshold"},
     "textseg": set(),
     "tampered-ic13": {"box_inclusive"},
@@ -541,7 +554,7 @@ def build_dataset(spec: Mapping[str, Any]) -> torch.utils.data.Dataset:
                                 size=size or 512, split=synth_split, fonts=spec.get("fonts"),
                                 backgrounds=spec.get("backgrounds"),
                                 tamper_labels=spec.get("tamper_labels", "box"),
-                                augment=bool(spec.get("augment", False)))
+                                augment=bool(spec.get("augment", False)), crop=spec.get("crop"))
     if fmt == "scut-enstext":
         return SCUTEnsText(root, split, size, augment, diff_threshold=int(spec.get("diff_threshold", 25)))
     if fmt == "textseg":

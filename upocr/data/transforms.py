@@ -143,6 +143,21 @@ class PairTransform:
         return image[y0:y0 + s, x0:x0 + s], target[y0:y0 + s, x0:x0 + s], mask[y0:y0 + s, x0:x0 + s]
 
 
+def random_crop(rng: np.random.Generator, size: int, *arrays: np.ndarray, hflip: float = 0.5) -> tuple[np.ndarray, ...]:
+    """The same random ``size x size`` window of each array (all at least that large), flipped
+    horizontally with probability ``hflip``."""
+    h, w = arrays[0].shape[:2]
+    if any(a.shape[:2] != (h, w) for a in arrays) or h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from arrays of sizes {[a.shape[:2] for a in arrays]}")
+    y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    flip = rng.random() < hflip
+    out = []
+    for a in arrays:
+        view = a[y0:y0 + size, x0:x0 + size]
+        out.append(np.ascontiguousarray(view[:, ::-1] if flip else view))
+    return tuple(out)
+
+
 def jitter_colours(rng: np.random.Generator, image: np.ndarray, strength: float = 0.25) -> np.ndarray:
     """Random brightness, contrast, saturation (each by up to +-``strength``) and hue shift."""
     out = image.astype(np.float32)

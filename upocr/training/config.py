@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..tasks import TASKS, canonical_task
+from ..tasks import TASKS, TEXT_REMOVAL, canonical_task
 
 #: The resolved options of a run, written to its output folder.
 CONFIG_NAME = "config.yaml"
@@ -49,6 +49,9 @@ class TrainConfig:
     val_datasets: dict = field(default_factory=dict, metadata={
         "help": "held-out data: {task: [dataset spec, ...]}"})
     image_size: int = field(default=512, metadata={"help": "training image side (multiple of 32)"})
+    val_image_size: int | None = field(default=None, metadata={
+        "help": "validation image side (multiple of 32; default: image_size), e.g. whole renders when "
+        "training on crops"})
     batch_size: int = field(default=8, metadata={"help": "images per task per step and process"})
     num_workers: int = field(default=0, metadata={"help": "data loading processes per task (0: in the main process)"})
     # --- optimisation
@@ -64,6 +67,9 @@ class TrainConfig:
         "help": "concat: one forward on all tasks' images; per-task: one forward/backward per task with "
         "accumulated gradients (less memory); auto: concat on CUDA, per-task on CPU (measured faster there)"})
     amp: bool = field(default=True, metadata={"help": "fp16 mixed precision on CUDA (ignored on CPU)"})
+    foreground_weight: float | dict = field(default=1.0, metadata={
+        "help": "weight of text pixels in the segmentation and tampering losses (1: the official plain mean); "
+        "one number for both tasks or {task: weight}"})
     vgg16_weights: str | None = field(default=None, metadata={
         "help": "local torchvision VGG16 weights: adds the perceptual and style terms to the removal loss"})
     # --- run
@@ -127,6 +133,8 @@ class TrainConfig:
             raise TrainingError("betas needs two values")
         if self.image_size <= 0 or self.image_size % 32:
             raise TrainingError(f"image_size must be a positive multiple of 32, got {self.image_size}")
+        if self.val_image_size is not None and (self.val_image_size <= 0 or self.val_image_size % 32):
+            raise TrainingError(f"val_image_size must be a positive multiple of 32, got {self.val_image_size}")
         for name in ("batch_size", "steps"):
             if int(getattr(self, name)) < 1:
                 raise TrainingError(f"{name} must be at least 1")
@@ -135,6 +143,7 @@ class TrainConfig:
                 raise TrainingError(f"{name} must not be negative")
         if self.lr <= 0 or self.min_lr < 0 or self.lr_encoder_ratio < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise TrainingError("lr must be positive; min_lr, lr_encoder_ratio, weight_decay, grad_clip not negative")
+        self.foreground_weight = _normalise_foreground_weight(self.foreground_weight)
         if self.forward not in ("auto", "concat", "per-task"):
             raise TrainingError(f"forward must be auto, concat or per-task, got {self.forward!r}")
         if int(self.seed) < 0:
@@ -146,6 +155,38 @@ class TrainConfig:
     @property
     def tasks(self) -> list[str]:
         return list(self.datasets)
+
+    def loss_options(self, task: str) -> dict:
+        """Extra keyword arguments of ``task``'s loss (see :func:`upocr.training.losses.task_loss`)."""
+        task = canonical_task(task)
+        weights = self.foreground_weight
+        weight = weights.get(task, 1.0) if isinstance(weights, dict) else weights
+        return {} if task == TEXT_REMOVAL or weight == 1.0 else {"foreground_weight": float(weight)}
+
+
+def _normalise_foreground_weight(value) -> float | dict:
+    def check(weight, where: str) -> float:
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise TrainingError(f"{where} must be a number, got {weight!r}") from None
+        if not weight > 0:
+            raise TrainingError(f"{where} must be positive, got {weight}")
+        return weight
+
+    if isinstance(value, Mapping):
+        out = {}
+        for key, weight in value.items():
+            try:
+                task = canonical_task(key)
+            except ValueError as error:
+                raise TrainingError(f"foreground_weight: {error}") from None
+            if task == TEXT_REMOVAL:
+                raise TrainingError("foreground_weight: text removal weighs text pixels with its own "
+                                    "(text, non-text) scale weights")
+            out[task] = check(weight, f"foreground_weight[{task}]")
+        return out
+    return check(value, "foreground_weight")
 
 
 def _normalise_specs(specs: Mapping | None, what: str) -> dict[str, list[dict]]:

@@ -403,7 +403,7 @@ class Trainer:
         self.val_sets = {}
         for t, specs in config.val_datasets.items():
             self.val_sets[t] = (val_datasets[t] if val_datasets and t in val_datasets
-                                else build_task_dataset(specs, config.image_size))
+                                else build_task_dataset(specs, config.val_image_size or config.image_size))
         if val_datasets:
             for t, ds in val_datasets.items():
                 self.val_sets.setdefault(canonical_task(t), ds)
@@ -591,7 +591,8 @@ class Trainer:
                 on_device = {"image": images[offset:offset + n].float(),
                              "target": batch["target"].to(dev, non_blocking=nb),
                              "mask": batch["mask"].to(dev, non_blocking=nb)}
-                loss, task_parts = task_loss(task, outs, on_device, vgg=self.vgg if task == TEXT_REMOVAL else None)
+                loss, task_parts = task_loss(task, outs, on_device, vgg=self.vgg if task == TEXT_REMOVAL else None,
+                                             **self.config.loss_options(task))
                 total = total + loss.float()
                 parts[task] = {"loss": loss.detach(), **{k: v for k, v in task_parts.items() if k != "total"}}
                 offset += n
@@ -653,7 +654,7 @@ class Trainer:
         config = self.config
         count = len(dataset) if config.val_max_items is None else min(len(dataset), config.val_max_items)
         bs = config.val_batch_size or config.batch_size
-        collate = Collate(config.image_size)
+        collate = Collate(config.val_image_size or config.image_size)
         wrapped = PositionedDataset(dataset, config.seed + 1, TASKS.index(task))
         seg = tamper = None
         psnrs: list[float] = []
@@ -674,7 +675,8 @@ class Trainer:
                 outs = [o.float() for o in outputs]
                 on_device = {"image": images, "target": batch["target"].to(self.device),
                              "mask": batch["mask"].to(self.device)}
-                loss, _ = task_loss(task, outs, on_device, vgg=self.vgg if task == TEXT_REMOVAL else None)
+                loss, _ = task_loss(task, outs, on_device, vgg=self.vgg if task == TEXT_REMOVAL else None,
+                                    **config.loss_options(task))
             loss_sum += float(loss) * images.shape[0]
             if not config.val_metrics:
                 continue
