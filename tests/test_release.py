@@ -1,0 +1,106 @@
+"""The release tool that turns a training run into the bundled default model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from upocr import UPOCR
+from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(embed_dim=8, encoder_num_heads=[1, 1, 2, 2], decoder_num_heads=[2, 2, 1, 1, 1], img_size=64)
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("release_default_model", ROOT / "tools" / "release_default_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tool():
+    return _tool()
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    """A finished training run with an untrained micro model."""
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    UPOCR.from_preset("tiny", **TINY).save_pretrained(run / "model")
+    (run / "model" / "training.json").write_text(json.dumps({
+        "step": 3, "elapsed_s": 7.0, "images": 54, "hardware": "CPU (test, 1 threads)",
+        "config": {"steps": 3, "batch_size": 6, "image_size": 64, "lr": 5e-4, "lr_encoder_ratio": 1.0,
+                   "warmup_steps": 1, "grad_clip": 1.0, "foreground_weight": {"text-segmentation": 4.0},
+                   "datasets": {"text-segmentation": [{"format": "synthetic", "size": 64}]}},
+    }))
+    return run
+
+
+def _report(fgiou, input_mae, output_mae):
+    return {TEXT_SEGMENTATION: {"fgiou": fgiou},
+            TEXT_REMOVAL: {"input": {"text_mae": input_mae}, "output": {"text_mae": output_mae}}}
+
+
+def test_gate_on_exact_and_empty_answers(tool):
+    assert tool.gate(_report(1.0, 80.0, 0.0), 0.5, 0.5) == []  # perfect answers pass
+    failures = tool.gate(_report(0.0, 80.0, 80.0), 0.5, 0.5)  # "no text" and an untouched input fail
+    assert len(failures) == 2 and "fgIoU 0.000 < 0.5" in failures[0] and "text pixels" in failures[1]
+    assert tool.gate(_report(None, 80.0, 40.0), 0.5, 0.5) == ["segmentation fgIoU 0.000 < 0.5"]
+    assert len(tool.gate(_report(0.9, 80.0, 40.1), 0.5, 0.5)) == 1  # just over half the input's error
+
+
+def test_untrained_model_is_refused_and_nothing_is_written(tool, run_dir, tmp_path, capsys):
+    out = tmp_path / "release"
+    code = tool.main(["--run", str(run_dir), "--out", str(out), "--count", "2", "--size", "128", "--threads", "1"])
+    assert code == 1
+    assert "fails the release gate" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "release.tmp").exists()
+
+
+def test_forced_release_reloads_strictly_and_card_reports_the_metrics(tool, run_dir, tmp_path):
+    out = tmp_path / "release"
+    report = tool.release(run_dir, out, count=2, size=128, force=True)
+    assert report["gate"]["forced"] and not report["gate"]["passed"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["README.md", "config.json", "examples", "metrics.json", "model.safetensors"]
+    reloaded = UPOCR.from_pretrained(out)  # strict by default
+    source = UPOCR.from_pretrained(run_dir / "model")
+    for key, value in source.state_dict().items():
+        assert torch.equal(value, reloaded.state_dict()[key])
+    metrics = json.loads((out / "metrics.json").read_text())
+    card = (out / "README.md").read_text()
+    assert "did not pass the release gate" in card
+    seg = metrics[TEXT_SEGMENTATION]
+    assert f"| {seg['fgiou']:.3f} / " in card
+    assert f"{metrics[TEXT_REMOVAL]['input']['psnr']:.2f} |" in card
+    assert f"| {metrics[TAMPERED_TEXT_DETECTION]['mean_iou']:.3f} (" in card
+    assert metrics["held_out"] == {"split": "heldout", "seed": tool.RELEASE_SEED, "count": 2, "size": 128,
+                                   "mode": "resize"}
+    pictures = sorted(p.name for p in (out / "examples").iterdir())
+    assert "skimage-page.jpg" in pictures and "street_sign.jpg" in pictures
+    for name in pictures:
+        assert f"(examples/{name})" in card
+    # the input baseline is the same whatever the model: PSNR of the input against the clean target
+    again = tool.release(run_dir, tmp_path / "again", count=2, size=128, force=True)
+    assert again[TEXT_REMOVAL]["input"] == report[TEXT_REMOVAL]["input"]
+    assert again[TEXT_SEGMENTATION] == report[TEXT_SEGMENTATION]
+
+
+def test_existing_release_is_replaced_only_with_overwrite(tool, run_dir, tmp_path, capsys):
+    out = tmp_path / "release"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"keep me")
+    args = ["--run", str(run_dir), "--out", str(out), "--count", "1", "--size", "128", "--force"]
+    assert tool.main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == b"keep me"
+    assert tool.main(args + ["--overwrite"]) == 0
+    assert (out / "model.safetensors").read_bytes() != b"keep me"
+    assert not (tmp_path / "release.old").exists() and not (tmp_path / "release.tmp").exists()

@@ -1,0 +1,353 @@
+"""Turn a training run into the bundled default model (``assets/upocr-tiny``).
+
+    python tools/release_default_model.py --run runs/tiny-cpu --out assets/upocr-tiny [--overwrite]
+
+What it does:
+
+1. loads the run's model (``--source model``: the final ``save_pretrained`` folder, ``best``: the
+   lowest validation loss, ``last``: the latest checkpoint);
+2. measures it through :class:`upocr.UPOCRPipeline` (``--mode``, default ``resize``) on held-out
+   synthetic scenes rendered at ``--size`` (default 512; fonts and backgrounds never used in
+   training, a seed the run never validated on): removal PSNR / MSSIM / AGE / pEPs / pCEPs, also
+   for the untouched input and with ``preserve_background``, plus PSNR on the text pixels alone;
+   segmentation fgIoU / precision / recall / F; tampering per-class and mean IoU / F;
+3. applies the release gate: segmentation fgIoU >= ``--min-fgiou`` (0.5) and text-pixel error of
+   the removal at most ``--max-text-error-ratio`` (0.5) times the input's. A model that fails
+   is not released (exit 1, nothing written) unless ``--force``: an untrained or broken model
+   must never become the default that the app, the CLI and annotators see;
+4. writes ``model.safetensors``, ``config.json``, ``metrics.json``, a model card (``README.md``)
+   with the training facts and the numbers, and before/after pictures on real images
+   (scikit-image's printed page, text and the example images in ``assets/examples``) into a
+   temporary folder, then puts it in place with one rename. An existing release is replaced only
+   with ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from upocr import UPOCR, UPOCRPipeline  # noqa: E402
+from upocr.data.datasets import SyntheticDataset  # noqa: E402
+from upocr.evaluation.evaluate import evaluate, ground_truth, image_to_uint8, json_safe  # noqa: E402
+from upocr.results import TextRemovalResult  # noqa: E402
+from upocr.tasks import TAMPERED_TEXT_DETECTION, TASKS, TEXT_REMOVAL, TEXT_SEGMENTATION  # noqa: E402
+
+#: Seed of the held-out scenes used for release metrics (training validates on seed 1).
+RELEASE_SEED = 2
+EXAMPLE_WIDTH = 320
+
+
+class GateError(RuntimeError):
+    """The model does not meet the release gate."""
+
+
+# ------------------------------------------------------------------------------------- loading
+
+
+def load_run_model(run: Path, source: str) -> tuple[UPOCR, dict]:
+    """The model of ``run`` and what the run says about its training (``training.json``)."""
+    if source in ("model", "best"):
+        folder = run / source
+        if not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{folder}: no model.safetensors (has the run finished or validated?)")
+        model = UPOCR.from_pretrained(folder)
+        info_path = folder / "training.json"
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        return model, info
+    checkpoint_path = run / "checkpoints" / "last.pt"
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"{checkpoint_path}: no checkpoint")
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    model = UPOCR(**checkpoint["model_config"])
+    model.load_state_dict(checkpoint["model"], strict=True)
+    info = {"step": checkpoint["step"], "elapsed_s": checkpoint.get("elapsed"), "images": checkpoint.get("images"),
+            "config": json.loads(checkpoint["config"]),
+            "validation": json.loads(checkpoint["last_val"]) if checkpoint.get("last_val") else None}
+    return model.eval(), info
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+
+def _text_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(PSNR, mean absolute error in 0-255) over the pixels of ``mask``."""
+    diff = pred[mask].astype(np.float64) - truth[mask].astype(np.float64)
+    if diff.size == 0:
+        return math.nan, math.nan
+    mse = float(np.mean((diff / 255.0) ** 2))
+    return (100.0 if mse == 0 else 10 * math.log10(1.0 / mse)), float(np.mean(np.abs(diff)))
+
+
+def measure(pipe: UPOCRPipeline, count: int, size: int, progress: bool = False) -> dict:
+    """Release metrics on ``count`` held-out scenes per task, rendered at ``size``."""
+    report: dict = {"held_out": {"split": "heldout", "seed": RELEASE_SEED, "count": count, "size": size,
+                                 "mode": pipe.mode}}
+    sets = {t: SyntheticDataset(t, seed=RELEASE_SEED, length=count, size=size, split="heldout") for t in TASKS}
+
+    # Text removal: the model's output, the untouched input (a baseline) and the output kept to
+    # the model's own (dilated) text mask; every prediction comes from one pass per variant.
+    outputs: dict[int, dict[str, np.ndarray]] = {}
+    text_scores: dict[str, list[tuple[float, float]]] = {"input": [], "output": [], "preserved": []}
+    for index in range(count):
+        item = sets[TEXT_REMOVAL][index]
+        image = image_to_uint8(item["image"])
+        truth = ground_truth(item["target"], TEXT_REMOVAL)
+        text = np.asarray(item["mask"])[0] > 0.5
+        plain = pipe(image, TEXT_REMOVAL).image
+        kept = pipe(image, TEXT_REMOVAL, preserve_background=True).image
+        outputs[index] = {"input": image, "output": plain, "preserved": kept}
+        for name, pred in outputs[index].items():
+            text_scores[name].append(_text_psnr(pred, truth, text))
+
+    def removal_variant(name: str) -> dict:
+        position = iter(range(count))
+
+        def predict(image, task):
+            return TextRemovalResult(image=outputs[next(position)][name], original=image)
+
+        metrics = evaluate(predict, [sets[TEXT_REMOVAL][i] for i in range(count)], TEXT_REMOVAL,
+                           progress=False)["metrics"]
+        scores = np.array(text_scores[name], dtype=np.float64)
+        metrics["text_psnr"] = float(np.nanmean(scores[:, 0]))
+        metrics["text_mae"] = float(np.nanmean(scores[:, 1]))
+        return metrics
+
+    report[TEXT_REMOVAL] = {name: removal_variant(name) for name in ("output", "preserved", "input")}
+    for task in (TEXT_SEGMENTATION, TAMPERED_TEXT_DETECTION):
+        report[task] = evaluate(lambda image, t: pipe(image, t), sets[task], task, progress=progress)["metrics"]
+    return json_safe(report)
+
+
+def gate(report: dict, min_fgiou: float, max_text_error_ratio: float) -> list[str]:
+    """Reasons the model fails the release gate (empty: it passes)."""
+    failures = []
+    fgiou = report[TEXT_SEGMENTATION]["fgiou"] or 0.0
+    if fgiou < min_fgiou:
+        failures.append(f"segmentation fgIoU {fgiou:.3f} < {min_fgiou}")
+    removal = report[TEXT_REMOVAL]
+    before, after = removal["input"]["text_mae"], removal["output"]["text_mae"]
+    if before is None or after is None or after > max_text_error_ratio * before:
+        failures.append(f"removal error on the text pixels {_fmt(after, 1)} (of 255) is not at most "
+                        f"{max_text_error_ratio} x the input's {_fmt(before, 1)}")
+    return failures
+
+
+# ------------------------------------------------------------------------------------- pictures
+
+
+def example_images() -> list[tuple[str, np.ndarray]]:
+    """Real images for the before/after pictures: scikit-image's printed page and text, and the
+    example images shipped in assets/examples."""
+    from skimage import data
+
+    from upocr.io import read_image
+
+    images = [("skimage-page", read_image(np.asarray(data.page()))), ("skimage-text", read_image(np.asarray(data.text())))]
+    for path in sorted((ROOT / "assets" / "examples").glob("*")):
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+            images.append((path.stem, read_image(path)))
+    return images
+
+
+def _fit_width(image: np.ndarray, width: int) -> Image.Image:
+    picture = Image.fromarray(image)
+    height = max(1, round(picture.height * width / picture.width))
+    return picture.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def before_after(pipe: UPOCRPipeline, image: np.ndarray) -> Image.Image:
+    """One row: input | text removed | text mask over the input | tampering overlay."""
+    from demo.core import mask_overlay
+
+    results = pipe.run_all(image)
+    panels = [image, results[TEXT_REMOVAL].image, mask_overlay(image, results[TEXT_SEGMENTATION].mask),
+              results[TAMPERED_TEXT_DETECTION].overlay()]
+    tiles = [_fit_width(p, EXAMPLE_WIDTH) for p in panels]
+    row = Image.new("RGB", (EXAMPLE_WIDTH * len(tiles) + 6 * (len(tiles) - 1), tiles[0].height), "white")
+    for k, tile in enumerate(tiles):
+        row.paste(tile, (k * (EXAMPLE_WIDTH + 6), 0))
+    return row
+
+
+# ------------------------------------------------------------------------------------- card
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _weights(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{w:g}x ({task})" for task, w in value.items())
+    return f"{value:g}x (segmentation and tampering)"
+
+
+def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run: Path, source: str) -> str:
+    config = info.get("config") or {}
+    removal, seg, tamper = report[TEXT_REMOVAL], report[TEXT_SEGMENTATION], report[TAMPERED_TEXT_DETECTION]
+    held = report["held_out"]
+    elapsed = info.get("elapsed_s")
+    datasets = config.get("datasets", {})
+    lines = [
+        "---", "library_name: upocr", "license: apache-2.0", "pipeline_tag: image-to-image",
+        "tags: [upocr, ocr, text-removal, text-segmentation, tampered-text-detection]", "---", "",
+        "# UPOCR tiny: the default weights of UPOCR Studio", "",
+    ]
+    if report["gate"]["forced"]:
+        lines += [f"**This model did not pass the release gate** ({'; '.join(report['gate']['failures'])}); "
+                  "it was released with `--force`.", ""]
+    lines += [
+        f"The `tiny` preset of UPOCR ({model.num_parameters() / 1e6:.2f} M parameters; the paper network has "
+        "108 M), trained from scratch by this project on synthetic data for all three tasks: text removal, "
+        "text segmentation and tampered text detection. It works at "
+        f"{model.img_size}x{model.img_size} (`img_size`): the pipeline resizes an image to that size, or tiles "
+        "large images, and brings the results back to the input's size.", "",
+        "It is a small model trained for a few CPU-hours, meant to make the demo, the command line and "
+        "pre-labelling work out of the box. Its masks are a starting point for correction, not the "
+        "accuracy of the paper model; for that, convert the official checkpoint (`upocr convert`) or "
+        "fine-tune on your data (`upocr train --init-from`).", "",
+        "## Training", "",
+        f"- Recipe: `configs/tiny-cpu.yaml` (`upocr train --config configs/tiny-cpu.yaml`); this release: "
+        f"`{run.as_posix()}`, {source}, step {info.get('step')} of {config.get('steps')}.",
+        f"- Time and hardware: {(elapsed or 0) / 3600:.2f} h on {info.get('hardware', 'a 2-core CPU')}; "
+        f"{info.get('images')} training windows seen.",
+        f"- Batch: {config.get('batch_size')} windows of {config.get('image_size')}x{config.get('image_size')} "
+        "per task per step; AdamW, peak lr "
+        f"{config.get('lr')}, encoder ratio {config.get('lr_encoder_ratio')}, warm-up {config.get('warmup_steps')} "
+        f"steps then linear decay, gradient clipping {config.get('grad_clip')}; text pixels weighted "
+        f"{_weights(config.get('foreground_weight', 1.0))} in the losses.",
+        "- Data: synthetic scenes from `upocr synth`'s engine, rendered on the fly: text in the fonts "
+        "that ship with matplotlib over scikit-image's photos, procedural textures and document pages, "
+        "with outlines, shadows, rotation, perspective, blur, noise and JPEG artefacts; tampering made "
+        "by erasing and re-rendering words, copy-move and splicing.",
+    ]
+    for task, specs in datasets.items():
+        lines.append(f"  - {task}: " + "; ".join(", ".join(f"{k}={v}" for k, v in s.items() if k != "task")
+                                                 for s in specs))
+    lines += [
+        "", "## Held-out metrics", "",
+        f"{held['count']} scenes per task rendered at {held['size']}x{held['size']} from the held-out split "
+        f"(fonts and backgrounds never used in training), seed {held['seed']}, run through `UPOCRPipeline` "
+        f"in `{held['mode']}` mode. Produced by `tools/release_default_model.py`; all numbers are in "
+        "`metrics.json`.", "",
+        "| task | metric | value |", "|---|---|---|",
+        f"| text segmentation | fgIoU / precision / recall / F | {_fmt(seg['fgiou'])} / {_fmt(seg['precision'])} / "
+        f"{_fmt(seg['recall'])} / {_fmt(seg['f'])} |",
+        f"| tampered text detection | mean IoU (real, tampered) | {_fmt(tamper['mean_iou'])} "
+        f"({_fmt(tamper['real_iou'])}, {_fmt(tamper['tampered_iou'])}) |",
+        f"| tampered text detection | mean F | {_fmt(tamper['mean_f'])} |",
+        f"| text removal | PSNR (dB), model output | {_fmt(removal['output']['psnr'], 2)} |",
+        f"| text removal | PSNR (dB), output kept to the detected text (`preserve_background`) | "
+        f"{_fmt(removal['preserved']['psnr'], 2)} |",
+        f"| text removal | PSNR (dB), the untouched input | {_fmt(removal['input']['psnr'], 2)} |",
+        f"| text removal | PSNR on the text pixels (dB): input -> output | {_fmt(removal['input']['text_psnr'], 2)}"
+        f" -> {_fmt(removal['output']['text_psnr'], 2)} |",
+        f"| text removal | MSSIM, AGE, pEPs, pCEPs (output) | {_fmt(removal['output'].get('mssim'))}, "
+        f"{_fmt(removal['output'].get('age'), 2)}, {_fmt(removal['output'].get('peps'), 4)}, "
+        f"{_fmt(removal['output'].get('pceps'), 4)} |",
+        "", "These are synthetic scenes like the training data; real photographs and scans are harder. "
+        "FID is not computed.", "",
+        "## On real images", "",
+        "Each row: input, text removed, text mask (pink), tampering overlay (green real text, red tampered).", "",
+    ]
+    for name in pictures:
+        lines.append(f"![{name}](examples/{name}.jpg)")
+    lines += [
+        "", "## Use", "", "```python", "from upocr import UPOCRPipeline", "",
+        "pipe = UPOCRPipeline.from_pretrained()          # these weights", "mask = pipe(\"page.png\", task=\"text-segmentation\").mask",
+        "```", "",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- release
+
+
+def release(run: Path, out: Path, source: str = "model", count: int = 24, size: int = 512, mode: str = "resize",
+            min_fgiou: float = 0.5, max_text_error_ratio: float = 0.5, force: bool = False,
+            overwrite: bool = False, progress: bool = False) -> dict:
+    """Measure the run's model, apply the gate and write the release folder (see module docs)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a release; pass --overwrite to replace it")
+    started = time.time()
+    model, info = load_run_model(Path(run), source)
+    pipe = UPOCRPipeline(model, device="cpu", mode=mode)
+    report = measure(pipe, count, size, progress=progress)
+    failures = gate(report, min_fgiou, max_text_error_ratio)
+    report["gate"] = {"min_fgiou": min_fgiou, "max_text_error_ratio": max_text_error_ratio,
+                      "passed": not failures, "failures": failures, "forced": bool(failures and force)}
+    if failures and not force:
+        raise GateError("; ".join(failures))
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "examples").mkdir(parents=True)
+    model.save_pretrained(tmp)
+    pictures = []
+    for name, image in example_images():
+        before_after(pipe, image).save(tmp / "examples" / f"{name}.jpg", quality=85)
+        pictures.append(name)
+    report["training"] = {k: info.get(k) for k in ("step", "elapsed_s", "images", "hardware")}
+    report["source"] = {"run": Path(run).as_posix(), "checkpoint": source}
+    (tmp / "metrics.json").write_text(json.dumps(json_safe(report), indent=2) + "\n", encoding="utf-8")
+    (tmp / "README.md").write_text(model_card(model, info, report, pictures, Path(run), source), encoding="utf-8")
+    # Put the new release in place with renames only: the old one stays whole until the swap.
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    report["seconds"] = round(time.time() - started, 1)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="training output folder (holds model/, best/, checkpoints/)")
+    parser.add_argument("--source", choices=("model", "best", "last"), default="model")
+    parser.add_argument("--out", type=Path, default=ROOT / "assets" / "upocr-tiny")
+    parser.add_argument("--count", type=int, default=24, help="held-out scenes per task")
+    parser.add_argument("--size", type=int, default=512, help="side of the held-out scenes")
+    parser.add_argument("--mode", default="resize", choices=("resize", "tile", "auto"))
+    parser.add_argument("--min-fgiou", type=float, default=0.5)
+    parser.add_argument("--max-text-error-ratio", type=float, default=0.5)
+    parser.add_argument("--force", action="store_true", help="release even when the gate fails (the card says so)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing release")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        report = release(args.run, args.out, args.source, args.count, args.size, args.mode, args.min_fgiou,
+                         args.max_text_error_ratio, args.force, args.overwrite, progress=True)
+    except GateError as error:
+        print(f"not released: the model fails the release gate: {error}", file=sys.stderr)
+        return 1
+    except (FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: report[k] for k in (TEXT_REMOVAL, TEXT_SEGMENTATION, TAMPERED_TEXT_DETECTION, "gate")},
+                     indent=2))
+    print(f"released to {args.out} in {report['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
