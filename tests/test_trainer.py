@@ -411,3 +411,37 @@ def test_foreground_weight_option_is_checked():
         TrainConfig.from_dict({"foreground_weight": {"removal": 2}})
     with pytest.raises(TrainingError, match="must be a number"):
         TrainConfig.from_dict({"foreground_weight": {"segmentation": "lots"}})
+
+
+def test_batch_size_per_task(tmp_path):
+    import argparse
+
+    from upocr.cli.train import register, resolve_config
+
+    sizes = {TEXT_SEGMENTATION: 3, TAMPERED_TEXT_DETECTION: 2, TEXT_REMOVAL: 1}
+    config = tiny_config(tmp_path, steps=2, batch_size={"segmentation": 3, "tampering": 2, "removal": 1})
+    assert config.batch_size == sizes
+    trainer = Trainer(config, datasets=tiny_sets(n=4))
+    seen = {}
+    original = trainer.compute_losses
+
+    def record(model, batches):
+        for task, batch in batches.items():
+            seen.setdefault(task, []).append(batch["image"].shape[0])
+        return original(model, batches)
+
+    trainer.compute_losses = record
+    trainer.train()
+    assert seen == {t: [n, n] for t, n in sizes.items()}
+    assert trainer.positions == {t: 2 * n for t, n in sizes.items()}
+    assert "3 text-segmentation" in trainer.model_card_details()
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--batch-size", "{segmentation: 4, removal: 2, tampering: 1}"])
+    assert resolve_config(args).task_batch_size("segmentation") == 4
+    assert resolve_config(parser.parse_args(["train", "--batch-size", "5"])).batch_size == 5
+    with pytest.raises(TrainingError, match="no size for text-removal"):
+        TrainConfig.from_dict({"batch_size": {"segmentation": 2, "tampering": 2}})
+    with pytest.raises(TrainingError, match="whole number"):
+        TrainConfig.from_dict({"batch_size": 0})

@@ -191,6 +191,12 @@ def _fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _per_task(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{n} {task}" for task, n in value.items())
+    return f"{value} per task,"
+
+
 def _weights(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{w:g}x ({task})" for task, w in value.items())
@@ -226,8 +232,8 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
         f"`{run.as_posix()}`, {source}, step {info.get('step')} of {config.get('steps')}.",
         f"- Time and hardware: {(elapsed or 0) / 3600:.2f} h on {info.get('hardware', 'a 2-core CPU')}; "
         f"{info.get('images')} training windows seen.",
-        f"- Batch: {config.get('batch_size')} windows of {config.get('image_size')}x{config.get('image_size')} "
-        "per task per step; AdamW, peak lr "
+        f"- Batch: {_per_task(config.get('batch_size'))} windows of {config.get('image_size')}x"
+        f"{config.get('image_size')} per step; AdamW, peak lr "
         f"{config.get('lr')}, encoder ratio {config.get('lr_encoder_ratio')}, warm-up {config.get('warmup_steps')} "
         f"steps then linear decay, gradient clipping {config.get('grad_clip')}; text pixels weighted "
         f"{_weights(config.get('foreground_weight', 1.0))} in the losses.",

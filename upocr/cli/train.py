@@ -2,7 +2,7 @@
 
 Examples::
 
-    upocr train --config configs/tiny-synthetic.yaml --output-dir runs/tiny
+    upocr train --config configs/tiny-cpu.yaml --output-dir runs/tiny
     upocr train --output-dir runs/tiny --resume                 # continue after a stop
     upocr train --config cfg.yaml --init-from runs/tiny/model --steps 2000 --lr 1e-4
     torchrun --nproc_per_node 4 -m upocr train --config cfg.yaml   # several GPUs
@@ -35,6 +35,13 @@ def _parser_for(type_name: str):
             return int(text)
         if base == "float":
             return float(text)
+        if "|" in base:  # a number or a mapping, e.g. batch_size 8 or {segmentation: 8, removal: 4}
+            import yaml
+
+            try:
+                return yaml.safe_load(text)
+            except yaml.YAMLError as error:
+                raise argparse.ArgumentTypeError(f"not valid YAML: {error}") from None
         if base in ("dict", "list"):
             import yaml
 

@@ -52,7 +52,8 @@ class TrainConfig:
     val_image_size: int | None = field(default=None, metadata={
         "help": "validation image side (multiple of 32; default: image_size), e.g. whole renders when "
         "training on crops"})
-    batch_size: int = field(default=8, metadata={"help": "images per task per step and process"})
+    batch_size: int | dict = field(default=8, metadata={
+        "help": "images per task per step and process: one number, or {task: images} to give a task more"})
     num_workers: int = field(default=0, metadata={"help": "data loading processes per task (0: in the main process)"})
     # --- optimisation
     steps: int = field(default=80_000, metadata={"help": "optimiser updates in total"})
@@ -135,9 +136,9 @@ class TrainConfig:
             raise TrainingError(f"image_size must be a positive multiple of 32, got {self.image_size}")
         if self.val_image_size is not None and (self.val_image_size <= 0 or self.val_image_size % 32):
             raise TrainingError(f"val_image_size must be a positive multiple of 32, got {self.val_image_size}")
-        for name in ("batch_size", "steps"):
-            if int(getattr(self, name)) < 1:
-                raise TrainingError(f"{name} must be at least 1")
+        self.batch_size = _normalise_batch_size(self.batch_size, list(self.datasets))
+        if int(self.steps) < 1:
+            raise TrainingError("steps must be at least 1")
         for name in ("warmup_steps", "num_workers", "log_every", "save_every", "val_every"):
             if int(getattr(self, name)) < 0:
                 raise TrainingError(f"{name} must not be negative")
@@ -156,12 +157,39 @@ class TrainConfig:
     def tasks(self) -> list[str]:
         return list(self.datasets)
 
+    def task_batch_size(self, task: str) -> int:
+        """Images of ``task`` per step and process."""
+        if isinstance(self.batch_size, dict):
+            return self.batch_size[canonical_task(task)]
+        return int(self.batch_size)
+
     def loss_options(self, task: str) -> dict:
         """Extra keyword arguments of ``task``'s loss (see :func:`upocr.training.losses.task_loss`)."""
         task = canonical_task(task)
         weights = self.foreground_weight
         weight = weights.get(task, 1.0) if isinstance(weights, dict) else weights
         return {} if task == TEXT_REMOVAL or weight == 1.0 else {"foreground_weight": float(weight)}
+
+
+def _normalise_batch_size(value, tasks: list[str]) -> int | dict:
+    def check(size, where: str) -> int:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise TrainingError(f"{where} must be a whole number of at least 1, got {size!r}")
+        return size
+
+    if not isinstance(value, Mapping):
+        return check(value, "batch_size")
+    sizes = {}
+    for key, size in value.items():
+        try:
+            task = canonical_task(key)
+        except ValueError as error:
+            raise TrainingError(f"batch_size: {error}") from None
+        sizes[task] = check(size, f"batch_size[{task}]")
+    missing = [t for t in tasks if t not in sizes]
+    if missing:
+        raise TrainingError(f"batch_size: no size for {', '.join(missing)}")
+    return {t: sizes[t] for t in TASKS if t in sizes}
 
 
 def _normalise_foreground_weight(value) -> float | dict:

@@ -545,7 +545,7 @@ class Trainer:
         iterators = {}
         for task in self.tasks:
             task_id = TASKS.index(task)
-            sampler = ShardedBatchSampler(self.streams[task], config.batch_size, self.positions[task],
+            sampler = ShardedBatchSampler(self.streams[task], config.task_batch_size(task), self.positions[task],
                                           self.rank, self.world_size)
             loader = torch.utils.data.DataLoader(
                 PositionedDataset(self.train_sets[task], config.seed, task_id),
@@ -563,7 +563,7 @@ class Trainer:
         batches = {}
         for task in self.tasks:
             batches[task] = next(self._iterators[task])
-            self.positions[task] += self.config.batch_size * self.world_size
+            self.positions[task] += self.config.task_batch_size(task) * self.world_size
         return batches
 
     # ------------------------------------------------------------------ one step
@@ -653,7 +653,7 @@ class Trainer:
 
         config = self.config
         count = len(dataset) if config.val_max_items is None else min(len(dataset), config.val_max_items)
-        bs = config.val_batch_size or config.batch_size
+        bs = config.val_batch_size or config.task_batch_size(task)
         collate = Collate(config.val_image_size or config.image_size)
         wrapped = PositionedDataset(dataset, config.seed + 1, TASKS.index(task))
         seg = tamper = None
@@ -773,7 +773,7 @@ class Trainer:
             self._log({"event": "start" if self.step == 0 else "resume", "step": self.step, "time": time.time(),
                        "world_size": self.world_size, "device": str(self.device),
                        "hardware": self.hardware_description(), "parameters": self.model.num_parameters()})
-        images_per_step = config.batch_size * len(self.tasks) * self.world_size
+        images_per_step = sum(config.task_batch_size(t) for t in self.tasks) * self.world_size
         bar = None
         if self.is_main and config.progress and self.step < end:
             from tqdm.auto import tqdm
@@ -912,7 +912,7 @@ class Trainer:
         start = f"fine-tuned from `{config.init_from}`" if config.init_from else f"trained from scratch (preset `{config.preset}`)"
         lines += [
             f"- Trained with `upocr train`, {start}, for {self.step} of {config.steps} steps.",
-            f"- Batch: {config.batch_size} images per task per step"
+            f"- Batch: {', '.join(f'{config.task_batch_size(t)} {t}' for t in self.tasks)} images per step"
             + (f" on each of {self.world_size} processes" if self.world_size > 1 else "")
             + f", {config.image_size}x{config.image_size} pixels; {self.images_seen} images seen.",
             f"- AdamW, lr {config.lr:g} (encoder x{config.lr_encoder_ratio:g}), weight decay {config.weight_decay:g}, "
