@@ -262,12 +262,15 @@ def build_demo(
         return rgb, core.label_from_editor(editor, TEXT_SEGMENTATION, rgb.shape[:2])
 
     @_guard
-    def ui_remove(path, progress=gr.Progress()):
+    def ui_remove(path, keep_background: bool = True, progress=gr.Progress()):
         progress(0.1, desc="Removing text")
         rgb = read(path)
         results = run_tasks(rgb, (TEXT_REMOVAL, TEXT_SEGMENTATION))
         out = paths.new_output_dir()
-        cleaned = results[TEXT_REMOVAL].image
+        removal = results[TEXT_REMOVAL]
+        if keep_background:  # change only the detected text: every other pixel stays the input's
+            removal = removal.restricted_to(results[TEXT_SEGMENTATION].mask)
+        cleaned = removal.image
         file = core.save_png(out, f"{core.output_stem(path)}-text-removed.png", cleaned)
         editor = core.editor_value(rgb, results[TEXT_SEGMENTATION].mask, TEXT_SEGMENTATION)
         return (rgb, cleaned), file, editor
@@ -575,6 +578,8 @@ def build_demo(
                 with gr.Row():
                     with gr.Column():
                         rm_in = image_input("rm")
+                        rm_keep = gr.Checkbox(True, label="Change only the detected text (every other pixel "
+                                              "stays as it is)", elem_id="rm-keep")
                         rm_run = gr.Button("Remove text", variant="primary", elem_id="rm-run")
                     with gr.Column():
                         rm_slider = gr.ImageSlider(label="Before / after", type="numpy", format="png",
@@ -582,7 +587,7 @@ def build_demo(
                         rm_file = gr.File(label="Text-free image (PNG)", elem_id="rm-file", interactive=False)
                 rm_editor, rm_save, rm_erase, rm_mask_file = correction_panel("rm")
                 add_examples("rm", [rm_in], [rm_slider, rm_file, rm_editor], ui_remove)
-                rm_run.click(ui_remove, [rm_in], [rm_slider, rm_file, rm_editor], **private)
+                rm_run.click(ui_remove, [rm_in, rm_keep], [rm_slider, rm_file, rm_editor], **private)
                 rm_erase.click(ui_erase, [rm_in, rm_editor], [rm_slider, rm_file], **private)
                 rm_save.click(ui_save_mask, [rm_in, rm_editor], [rm_mask_file], **private)
 

@@ -204,3 +204,20 @@ def test_no_default_weights_is_said_plainly(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline, "DEFAULT_MODEL_DIR", tmp_path / "missing")
     with pytest.raises(pipeline.NoDefaultWeightsError, match="no trained default weights"):
         pipeline.UPOCRPipeline.from_pretrained()
+
+
+def test_removal_restricted_to_a_mask_keeps_every_other_pixel():
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    raw = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    mask = np.zeros((20, 30), bool)
+    mask[10, 15] = True
+    kept = TextRemovalResult(image=raw, original=original, raw=raw).restricted_to(mask, dilation=2)
+    yy, xx = np.mgrid[:20, :30]
+    inside = (yy - 10) ** 2 + (xx - 15) ** 2 <= 4
+    np.testing.assert_array_equal(kept.mask, inside)
+    np.testing.assert_array_equal(kept.image[inside], raw[inside])
+    np.testing.assert_array_equal(kept.image[~inside], original[~inside])
+    assert kept.raw is raw
+    with pytest.raises(ValueError, match="mask is 3x2 but the image is 30x20"):
+        kept.restricted_to(np.zeros((2, 3), bool))

@@ -23,8 +23,6 @@ from .results import (
     TaskResult,
     TextRemovalResult,
     TextSegmentationResult,
-    composite_inside_mask,
-    dilate_mask,
 )
 from .tasks import (
     DEFAULT_SEGMENTATION_THRESHOLD,
@@ -216,14 +214,8 @@ class UPOCRPipeline:
                 mask: np.ndarray | None = None, dilation: int = 7) -> TaskResult:
         if task == TEXT_REMOVAL:
             cleaned = (np.clip(output, 0, 1) * 255 + 0.5).astype(np.uint8)
-            if mask is None:
-                return TextRemovalResult(image=cleaned, original=rgb, raw=cleaned)
-            mask = np.asarray(mask, dtype=bool)
-            if mask.shape != rgb.shape[:2]:
-                raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
-            region = dilate_mask(mask, dilation)
-            return TextRemovalResult(image=composite_inside_mask(rgb, cleaned, region), original=rgb, raw=cleaned,
-                                     mask=region)
+            result = TextRemovalResult(image=cleaned, original=rgb, raw=cleaned)
+            return result if mask is None else result.restricted_to(mask, dilation)
         if task == TEXT_SEGMENTATION:
             return self._segmentation(output, rgb, threshold)
         if task == TAMPERED_TEXT_DETECTION:

@@ -59,6 +59,18 @@ class TextRemovalResult:
     mask: np.ndarray | None = None
     task: str = field(default=TEXT_REMOVAL, init=False)
 
+    def restricted_to(self, mask: np.ndarray, dilation: int = 7) -> "TextRemovalResult":
+        """This result with changes kept to ``mask`` (bool ``(H, W)``) dilated by ``dilation``
+        pixels: every other pixel is the original's. No model run."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.original.shape[:2]:
+            h, w = self.original.shape[:2]
+            raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h}")
+        raw = self.raw if self.raw is not None else self.image
+        region = dilate_mask(mask, dilation)
+        return TextRemovalResult(image=composite_inside_mask(self.original, raw, region), original=self.original,
+                                 raw=raw, mask=region)
+
     def changed_mask(self, tolerance: int = 24) -> np.ndarray:
         """Pixels whose value changed by more than ``tolerance`` in any channel."""
         diff = np.abs(self.image.astype(np.int16) - self.original.astype(np.int16)).max(axis=-1)
