@@ -171,25 +171,32 @@ class TrainConfig:
         return {} if task == TEXT_REMOVAL or weight == 1.0 else {"foreground_weight": float(weight)}
 
 
+def _per_task(value, name: str, check) -> Any:
+    """``check(value, name)`` for one value for every task, or ``{task: check(v, name[task])}``
+    (task names canonical, in the canonical task order) for a mapping."""
+    if not isinstance(value, Mapping):
+        return check(value, name)
+    out = {}
+    for key, item in value.items():
+        try:
+            task = canonical_task(key)
+        except ValueError as error:
+            raise TrainingError(f"{name}: {error}") from None
+        out[task] = check(item, f"{name}[{task}]")
+    return {t: out[t] for t in TASKS if t in out}
+
+
 def _normalise_batch_size(value, tasks: list[str]) -> int | dict:
     def check(size, where: str) -> int:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise TrainingError(f"{where} must be a whole number of at least 1, got {size!r}")
         return size
 
-    if not isinstance(value, Mapping):
-        return check(value, "batch_size")
-    sizes = {}
-    for key, size in value.items():
-        try:
-            task = canonical_task(key)
-        except ValueError as error:
-            raise TrainingError(f"batch_size: {error}") from None
-        sizes[task] = check(size, f"batch_size[{task}]")
-    missing = [t for t in tasks if t not in sizes]
+    sizes = _per_task(value, "batch_size", check)
+    missing = [t for t in tasks if isinstance(sizes, dict) and t not in sizes]
     if missing:
         raise TrainingError(f"batch_size: no size for {', '.join(missing)}")
-    return {t: sizes[t] for t in TASKS if t in sizes}
+    return sizes
 
 
 def _normalise_foreground_weight(value) -> float | dict:
@@ -202,19 +209,11 @@ def _normalise_foreground_weight(value) -> float | dict:
             raise TrainingError(f"{where} must be positive, got {weight}")
         return weight
 
-    if isinstance(value, Mapping):
-        out = {}
-        for key, weight in value.items():
-            try:
-                task = canonical_task(key)
-            except ValueError as error:
-                raise TrainingError(f"foreground_weight: {error}") from None
-            if task == TEXT_REMOVAL:
-                raise TrainingError("foreground_weight: text removal weighs text pixels with its own "
-                                    "(text, non-text) scale weights")
-            out[task] = check(weight, f"foreground_weight[{task}]")
-        return out
-    return check(value, "foreground_weight")
+    weights = _per_task(value, "foreground_weight", check)
+    if isinstance(weights, dict) and TEXT_REMOVAL in weights:
+        raise TrainingError("foreground_weight: text removal weighs text pixels with its own "
+                            "(text, non-text) scale weights")
+    return weights
 
 
 def _normalise_specs(specs: Mapping | None, what: str) -> dict[str, list[dict]]:
