@@ -100,7 +100,7 @@ def measure(pipe: UPOCRPipeline, count: int, size: int, progress: bool = False) 
     sets = {t: SyntheticDataset(t, seed=RELEASE_SEED, length=count, size=size, split="heldout") for t in TASKS}
 
     # Text removal: the model's output, the untouched input (a baseline) and the output kept to
-    # the model's own (dilated) text mask; every prediction comes from one pass per variant.
+    # the model's own (dilated) text mask, both from one encoder pass per image.
     outputs: dict[int, dict[str, np.ndarray]] = {}
     text_scores: dict[str, list[tuple[float, float]]] = {"input": [], "output": [], "preserved": []}
     for index in range(count):
@@ -108,9 +108,10 @@ def measure(pipe: UPOCRPipeline, count: int, size: int, progress: bool = False) 
         image = image_to_uint8(item["image"])
         truth = ground_truth(item["target"], TEXT_REMOVAL)
         text = np.asarray(item["mask"])[0] > 0.5
-        plain = pipe(image, TEXT_REMOVAL).image
-        kept = pipe(image, TEXT_REMOVAL, preserve_background=True).image
-        outputs[index] = {"input": image, "output": plain, "preserved": kept}
+        results = pipe.run_all(image, [TEXT_REMOVAL, TEXT_SEGMENTATION])  # one pass: preserve_background's
+        removal = results[TEXT_REMOVAL]
+        kept = removal.restricted_to(results[TEXT_SEGMENTATION].mask)
+        outputs[index] = {"input": image, "output": removal.image, "preserved": kept.image}
         for name, pred in outputs[index].items():
             text_scores[name].append(_text_psnr(pred, truth, text))
 

@@ -35,22 +35,16 @@ def _parser_for(type_name: str):
             return int(text)
         if base == "float":
             return float(text)
-        if "|" in base:  # a number or a mapping, e.g. batch_size 8 or {segmentation: 8, removal: 4}
-            import yaml
-
-            try:
-                return yaml.safe_load(text)
-            except yaml.YAMLError as error:
-                raise argparse.ArgumentTypeError(f"not valid YAML: {error}") from None
-        if base in ("dict", "list"):
+        # a mapping or list, or a union such as "int | dict" (batch_size 8 or {segmentation: 8, ...})
+        if base in ("dict", "list") or "|" in base:
             import yaml
 
             try:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as error:
                 raise argparse.ArgumentTypeError(f"not valid YAML: {error}") from None
-            expected = dict if base == "dict" else list
-            if not isinstance(value, expected):
+            expected = {"dict": dict, "list": list}.get(base)
+            if expected is not None and not isinstance(value, expected):
                 raise argparse.ArgumentTypeError(f"expected a YAML {base}, got {text!r}")
             return value
         return text

@@ -137,20 +137,17 @@ class PairTransform:
             fill = self.target_fill
             target = cv2.copyMakeBorder(target, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(fill, fill, fill))
             mask = cv2.copyMakeBorder(mask, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
-            h, w = image.shape[:2]
-        y0 = int(rng.integers(0, h - s + 1))
-        x0 = int(rng.integers(0, w - s + 1))
-        return image[y0:y0 + s, x0:x0 + s], target[y0:y0 + s, x0:x0 + s], mask[y0:y0 + s, x0:x0 + s]
+        return random_crop(rng, s, image, target, mask, hflip=0.0)
 
 
 def random_crop(rng: np.random.Generator, size: int, *arrays: np.ndarray, hflip: float = 0.5) -> tuple[np.ndarray, ...]:
     """The same random ``size x size`` window of each array (all at least that large), flipped
-    horizontally with probability ``hflip``."""
+    horizontally with probability ``hflip`` (``hflip=0`` draws no flip from ``rng``)."""
     h, w = arrays[0].shape[:2]
     if any(a.shape[:2] != (h, w) for a in arrays) or h < size or w < size:
         raise ValueError(f"cannot crop {size}x{size} from arrays of sizes {[a.shape[:2] for a in arrays]}")
     y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    flip = rng.random() < hflip
+    flip = hflip > 0 and rng.random() < hflip
     out = []
     for a in arrays:
         view = a[y0:y0 + size, x0:x0 + size]

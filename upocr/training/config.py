@@ -157,6 +157,11 @@ class TrainConfig:
     def tasks(self) -> list[str]:
         return list(self.datasets)
 
+    @property
+    def val_size(self) -> int:
+        """Side of the validation images (``val_image_size``, else ``image_size``)."""
+        return self.val_image_size or self.image_size
+
     def task_batch_size(self, task: str) -> int:
         """Images of ``task`` per step and process."""
         if isinstance(self.batch_size, dict):
@@ -193,9 +198,10 @@ def _normalise_batch_size(value, tasks: list[str]) -> int | dict:
         return size
 
     sizes = _per_task(value, "batch_size", check)
-    missing = [t for t in tasks if isinstance(sizes, dict) and t not in sizes]
-    if missing:
-        raise TrainingError(f"batch_size: no size for {', '.join(missing)}")
+    if isinstance(sizes, dict):
+        missing = [t for t in tasks if t not in sizes]
+        if missing:
+            raise TrainingError(f"batch_size: no size for {', '.join(missing)}")
     return sizes
 
 

@@ -403,7 +403,7 @@ class Trainer:
         self.val_sets = {}
         for t, specs in config.val_datasets.items():
             self.val_sets[t] = (val_datasets[t] if val_datasets and t in val_datasets
-                                else build_task_dataset(specs, config.val_image_size or config.image_size))
+                                else build_task_dataset(specs, config.val_size))
         if val_datasets:
             for t, ds in val_datasets.items():
                 self.val_sets.setdefault(canonical_task(t), ds)
@@ -654,7 +654,7 @@ class Trainer:
         config = self.config
         count = len(dataset) if config.val_max_items is None else min(len(dataset), config.val_max_items)
         bs = config.val_batch_size or config.task_batch_size(task)
-        collate = Collate(config.val_image_size or config.image_size)
+        collate = Collate(config.val_size)
         wrapped = PositionedDataset(dataset, config.seed + 1, TASKS.index(task))
         seg = tamper = None
         psnrs: list[float] = []
