@@ -10,8 +10,8 @@ logger = logging.getLogger("upocr.studio")
 def load_pipeline(model: str | None = None, **kwargs):
     """``(pipeline, None)``, or ``(None, message)`` when there is no model to load.
 
-    Missing default weights are the expected case while training is in progress: the message
-    says so and how to pass a model. A named model that fails to load is an error worth
+    Missing default weights (a copy of the app without ``assets/upocr-tiny``) leave the app
+    without a model: its banner says so and how to pass one. A named model that fails to load is an error worth
     showing too (the app still starts so the message is visible).
     """
     from upocr.pipeline import NoDefaultWeightsError, UPOCRPipeline

@@ -21,6 +21,7 @@ import numpy as np
 
 from upocr.io import ImageReadError
 from upocr.labels import LabelStoreError
+from upocr.pipeline import DEFAULT_MODEL_DIR
 from upocr.results import TextSegmentationResult
 from upocr.tasks import (
     DEFAULT_SEGMENTATION_THRESHOLD,
@@ -41,10 +42,16 @@ logger = logging.getLogger("upocr.studio")
 EDITOR_CANVAS = (32, 32)
 
 NO_WEIGHTS_MESSAGE = (
-    "No trained default weights are bundled with this app yet (training is in progress), so there "
-    "is no model to run. Start the app with a trained model: <code>python app.py --model "
+    "No model to run: the bundled default weights (<code>assets/upocr-tiny</code>) are missing from "
+    "this copy of the app. Start it with a trained model: <code>python app.py --model "
     "REPO_ID_OR_FOLDER</code>, or set <code>UPOCR_MODEL=REPO_ID_OR_FOLDER</code> (a Hub repo id, a "
     "folder saved with <code>save_pretrained</code>, or a checkpoint converted with <code>upocr convert</code>)."
+)
+
+#: What the header says when the bundled default weights are in use.
+DEFAULT_MODEL_NOTE = (
+    "Model: the bundled default (`upocr-tiny`), a small model trained on a CPU. Its masks are coarse: "
+    "correct them in the editor, or start the app with the paper model (`--model`)."
 )
 
 SHORTCUTS_MD = (
@@ -198,6 +205,7 @@ def build_demo(
     if pipeline is not None:
         _PIPELINES[key] = pipeline
     model_name = str(getattr(pipeline, "source", None) or "custom model") if pipeline is not None else None
+    is_default_model = model_name is not None and Path(model_name).resolve() == DEFAULT_MODEL_DIR.resolve()
     upload_limits = UploadLimits(max_file_bytes=_parse_size(max_file_size))
     workspaces: dict[tuple[str, str], Workspace] = {}
 
@@ -567,7 +575,7 @@ def build_demo(
                 + (html.escape(load_error) if load_error else NO_WEIGHTS_MESSAGE) + "</div>"
             )
         else:
-            gr.Markdown(f"Model: `{model_name}`", elem_id="model-name")
+            gr.Markdown(DEFAULT_MODEL_NOTE if is_default_model else f"Model: `{model_name}`", elem_id="model-name")
 
         # outside the tabs: tab contents mount only when first opened, and this must be read on load
         ann_remember = gr.BrowserState(None, storage_key="upocr-studio-annotate",

@@ -168,7 +168,7 @@ def test_app_without_weights_starts_and_explains(tmp_path):
         with pytest.raises(AppError) as info:
             client.predict(handle_file(str(EXAMPLES / "receipt.png")), api_name="/remove_text")
         message = str(info.value)
-        assert "No trained default weights" in message
+        assert "bundled default weights" in message and "missing" in message
         assert "--model" in message and "UPOCR_MODEL" in message
     finally:
         demo.close()

@@ -43,17 +43,30 @@ def run_dir(tmp_path):
     return run
 
 
-def _report(fgiou, input_mae, output_mae):
-    return {TEXT_SEGMENTATION: {"fgiou": fgiou},
+def _report(fgiou, input_mae, output_mae, precision=None, recall=None):
+    precision = fgiou if precision is None else precision
+    recall = fgiou if recall is None else recall
+    return {TEXT_SEGMENTATION: {"fgiou": fgiou, "precision": precision, "recall": recall},
             TEXT_REMOVAL: {"input": {"text_mae": input_mae}, "output": {"text_mae": output_mae}}}
 
 
 def test_gate_on_exact_and_empty_answers(tool):
-    assert tool.gate(_report(1.0, 80.0, 0.0), 0.5, 0.5) == []  # perfect answers pass
-    failures = tool.gate(_report(0.0, 80.0, 80.0), 0.5, 0.5)  # "no text" and an untouched input fail
-    assert len(failures) == 2 and "fgIoU 0.000 < 0.5" in failures[0] and "text pixels" in failures[1]
-    assert tool.gate(_report(None, 80.0, 40.0), 0.5, 0.5) == ["segmentation fgIoU 0.000 < 0.5"]
-    assert len(tool.gate(_report(0.9, 80.0, 40.1), 0.5, 0.5)) == 1  # just over half the input's error
+    assert tool.gate(_report(1.0, 80.0, 0.0), 0.3, 0.5, 0.3) == []  # perfect answers pass
+    failures = tool.gate(_report(0.0, 80.0, 80.0), 0.3, 0.5, 0.3)  # "no text" and an untouched input fail
+    assert len(failures) == 4 and "fgIoU 0.000 < 0.3" in failures[0] and "text pixels" in failures[-1]
+    assert "precision 0.000 < 0.3" in failures[1] and "recall 0.000 < 0.3" in failures[2]
+    assert tool.gate(_report(None, 80.0, 40.0), 0.3, 0.5) == ["segmentation fgIoU 0.000 < 0.3"]
+    assert len(tool.gate(_report(0.9, 80.0, 40.1), 0.3, 0.5, 0.3)) == 1  # just over half the input's error
+
+
+def test_gate_refuses_masks_that_are_mostly_noise_or_mostly_missing(tool):
+    # "everything is text": recall 1, but precision is the text fraction
+    assert tool.gate(_report(0.03, 80.0, 20.0, precision=0.03, recall=1.0), 0.3, 0.5, 0.3) == [
+        "segmentation fgIoU 0.030 < 0.3", "segmentation precision 0.030 < 0.3"]
+    # an IoU over its own floor cannot hide a one-sided mask (IoU = 1 / (1/P + 1/R - 1))
+    assert tool.gate(_report(0.281, 80.0, 20.0, precision=0.9, recall=0.29), 0.25, 0.5, 0.3) == [
+        "segmentation recall 0.290 < 0.3"]
+    assert tool.gate(_report(0.35, 80.0, 20.0, precision=0.4, recall=0.6), 0.3, 0.5, 0.3) == []
 
 
 def test_untrained_model_is_refused_and_nothing_is_written(tool, run_dir, tmp_path, capsys):

@@ -11,10 +11,14 @@ What it does:
    training, a seed the run never validated on): removal PSNR / MSSIM / AGE / pEPs / pCEPs, also
    for the untouched input and with ``preserve_background``, plus PSNR on the text pixels alone;
    segmentation fgIoU / precision / recall / F; tampering per-class and mean IoU / F;
-3. applies the release gate: segmentation fgIoU >= ``--min-fgiou`` (0.5) and text-pixel error of
-   the removal at most ``--max-text-error-ratio`` (0.5) times the input's. A model that fails
-   is not released (exit 1, nothing written) unless ``--force``: an untrained or broken model
-   must never become the default that the app, the CLI and annotators see;
+3. applies the release gate, a floor that a trained, working model clears and an untrained or
+   broken one cannot: segmentation fgIoU >= ``--min-fgiou`` (0.3; predicting "all text" scores
+   about 0.03 on these scenes, "no text" 0) with precision and recall each >= ``--min-precision-recall``
+   (0.3: the mask is neither mostly noise nor mostly missing), and text-pixel error of the
+   removal at most ``--max-text-error-ratio`` (0.5) times the input's. A model that fails is not
+   released (exit 1, nothing written) unless ``--force``: an untrained or broken model must
+   never become the default that the app, the CLI and annotators see. The gate is not a quality
+   target: the card reports the measured numbers and how far they are from the paper model's;
 4. writes ``model.safetensors``, ``config.json``, ``metrics.json``, a model card (``README.md``)
    with the training facts and the numbers, and before/after pictures on real images
    (scikit-image's printed page, text and the example images in ``assets/examples``) into a
@@ -134,12 +138,17 @@ def measure(pipe: UPOCRPipeline, count: int, size: int, progress: bool = False) 
     return json_safe(report)
 
 
-def gate(report: dict, min_fgiou: float, max_text_error_ratio: float) -> list[str]:
+def gate(report: dict, min_fgiou: float, max_text_error_ratio: float, min_precision_recall: float = 0.0) -> list[str]:
     """Reasons the model fails the release gate (empty: it passes)."""
     failures = []
-    fgiou = report[TEXT_SEGMENTATION]["fgiou"] or 0.0
+    seg = report[TEXT_SEGMENTATION]
+    fgiou = seg["fgiou"] or 0.0
     if fgiou < min_fgiou:
         failures.append(f"segmentation fgIoU {fgiou:.3f} < {min_fgiou}")
+    for name in ("precision", "recall"):
+        value = seg.get(name) or 0.0
+        if value < min_precision_recall:
+            failures.append(f"segmentation {name} {value:.3f} < {min_precision_recall}")
     removal = report[TEXT_REMOVAL]
     before, after = removal["input"]["text_mae"], removal["output"]["text_mae"]
     if before is None or after is None or after > max_text_error_ratio * before:
@@ -192,6 +201,10 @@ def _fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def _per_task(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{n} {task}" for task, n in value.items())
@@ -232,8 +245,9 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
         f"- Recipe: `configs/tiny-cpu.yaml` (`upocr train --config configs/tiny-cpu.yaml`); this release: "
         f"`{run.as_posix()}`, {source}, step {info.get('step')} of {config.get('steps')}.",
         f"- Time and hardware: {(elapsed or 0) / 3600:.2f} h on {info.get('hardware', 'a 2-core CPU')}; "
-        f"{info.get('images')} training windows seen.",
-        f"- Batch: {_per_task(config.get('batch_size'))} windows of {config.get('image_size')}x"
+        f"{_count(info.get('images'))} training windows seen.",
+        f"- Batch (the run's last phase; earlier phases are listed in the recipe's comments): "
+        f"{_per_task(config.get('batch_size'))} windows of {config.get('image_size')}x"
         f"{config.get('image_size')} per step; AdamW, peak lr "
         f"{config.get('lr')}, encoder ratio {config.get('lr_encoder_ratio')}, warm-up {config.get('warmup_steps')} "
         f"steps then linear decay, gradient clipping {config.get('grad_clip')}; text pixels weighted "
@@ -269,6 +283,17 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
         f"{_fmt(removal['output'].get('pceps'), 4)} |",
         "", "These are synthetic scenes like the training data; real photographs and scans are harder. "
         "FID is not computed.", "",
+        f"Release gate (a floor against untrained or broken weights, not a quality target): fgIoU >= "
+        f"{report['gate']['min_fgiou']}, precision and recall >= {report['gate'].get('min_precision_recall', 0)}, "
+        f"removal error on the text pixels <= {report['gate']['max_text_error_ratio']} x the input's.", "",
+        "## Limitations", "",
+        "- Masks are coarse: the model finds where text is, but its stroke masks are blurred at the "
+        "edges, light text on dark backgrounds is often missed, and it marks some text-like texture. For "
+        "comparison, the paper model reaches fgIoU 0.89 on TextSeg and PSNR 37.1 dB on SCUT-EnsText.",
+        "- Raw text removal blurs the whole image; keep it to the detected text "
+        "(`preserve_background=True`, on by default in the app).",
+        "- Tampered text is rarely told apart from real text (see the tampered IoU above).",
+        "- Trained on synthetic scenes only; expect lower numbers on real photographs and scans.", "",
         "## On real images", "",
         "Each row: input, text removed, text mask (pink), tampering overlay (green real text, red tampered).", "",
     ]
@@ -286,8 +311,8 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
 
 
 def release(run: Path, out: Path, source: str = "model", count: int = 24, size: int = 512, mode: str = "resize",
-            min_fgiou: float = 0.5, max_text_error_ratio: float = 0.5, force: bool = False,
-            overwrite: bool = False, progress: bool = False) -> dict:
+            min_fgiou: float = 0.3, max_text_error_ratio: float = 0.5, force: bool = False,
+            overwrite: bool = False, progress: bool = False, min_precision_recall: float = 0.3) -> dict:
     """Measure the run's model, apply the gate and write the release folder (see module docs)."""
     out = Path(out)
     if out.exists() and not overwrite:
@@ -296,8 +321,9 @@ def release(run: Path, out: Path, source: str = "model", count: int = 24, size: 
     model, info = load_run_model(Path(run), source)
     pipe = UPOCRPipeline(model, device="cpu", mode=mode)
     report = measure(pipe, count, size, progress=progress)
-    failures = gate(report, min_fgiou, max_text_error_ratio)
-    report["gate"] = {"min_fgiou": min_fgiou, "max_text_error_ratio": max_text_error_ratio,
+    failures = gate(report, min_fgiou, max_text_error_ratio, min_precision_recall)
+    report["gate"] = {"min_fgiou": min_fgiou, "min_precision_recall": min_precision_recall,
+                      "max_text_error_ratio": max_text_error_ratio,
                       "passed": not failures, "failures": failures, "forced": bool(failures and force)}
     if failures and not force:
         raise GateError("; ".join(failures))
@@ -333,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=24, help="held-out scenes per task")
     parser.add_argument("--size", type=int, default=512, help="side of the held-out scenes")
     parser.add_argument("--mode", default="resize", choices=("resize", "tile", "auto"))
-    parser.add_argument("--min-fgiou", type=float, default=0.5)
+    parser.add_argument("--min-fgiou", type=float, default=0.3)
+    parser.add_argument("--min-precision-recall", type=float, default=0.3)
     parser.add_argument("--max-text-error-ratio", type=float, default=0.5)
     parser.add_argument("--force", action="store_true", help="release even when the gate fails (the card says so)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing release")
@@ -343,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         report = release(args.run, args.out, args.source, args.count, args.size, args.mode, args.min_fgiou,
-                         args.max_text_error_ratio, args.force, args.overwrite, progress=True)
+                         args.max_text_error_ratio, args.force, args.overwrite, progress=True,
+                         min_precision_recall=args.min_precision_recall)
     except GateError as error:
         print(f"not released: the model fails the release gate: {error}", file=sys.stderr)
         return 1

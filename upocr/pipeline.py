@@ -45,7 +45,7 @@ MODEL_ENV = "UPOCR_MODEL"
 
 
 class NoDefaultWeightsError(RuntimeError):
-    """Raised when no model is given and no trained default weights are bundled."""
+    """Raised when no model is given and the bundled default weights are missing."""
 
 
 def default_model_source() -> str:
@@ -56,7 +56,7 @@ def default_model_source() -> str:
     if (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
         return str(DEFAULT_MODEL_DIR)
     raise NoDefaultWeightsError(
-        f"no trained default weights are bundled (expected {DEFAULT_MODEL_DIR}/model.safetensors). "
+        f"no trained default weights found: {DEFAULT_MODEL_DIR}/model.safetensors is missing. "
         "Pass a model (--model REPO_OR_DIR, or UPOCR_MODEL), convert the official checkpoint with "
         "`upocr convert`, or train one with `upocr train`. An untrained network is never used as a default."
     )
