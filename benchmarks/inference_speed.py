@@ -7,6 +7,10 @@ Cases: small-fp32 (paper network, one task, 512x512), small-bf16 (bfloat16 autoc
 IoU of its segmentation mask against fp32), small-all (three tasks, one encoder pass), tiny-fp32,
 tile-4096 (a 4096x4096 image through the pipeline in tile mode with the paper network; peak
 resident memory measured in a child process). Weights are random: speed does not depend on them.
+
+Hosts of the same name differ: each line also carries ``gemm_gflops``, this machine's float32
+matrix-multiply throughput at the same thread count (2048x2048, median of 10), so results from
+different machines can be compared (the paper network's 512x512 pass is 254 GFLOP).
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ def _time(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def gemm_gflops(size: int = 2048, repeat: int = 10) -> float:
+    """float32 matrix-multiply throughput of this machine at the current thread count."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator)
+    b = torch.randn(size, size, generator=generator)
+    return 2 * size**3 / _time(lambda: a @ b, repeat) / 1e9
 
 
 def _model(preset: str):
@@ -94,8 +106,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    gemm = round(gemm_gflops(), 1)
     for case in args.case or CASES:
-        print(json.dumps(run_case(case, args.repeat)), flush=True)
+        print(json.dumps({**run_case(case, args.repeat), "gemm_gflops": gemm}), flush=True)
 
 
 if __name__ == "__main__":
