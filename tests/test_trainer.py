@@ -218,6 +218,33 @@ def test_resume_is_bit_exact(tmp_path):
     assert steps == list(range(1, 8))
 
 
+def test_resume_follows_a_changed_learning_rate(tmp_path):
+    """A resumed run keeps the optimiser's moments but takes lr, encoder ratio and weight decay
+    from its (changed) config: the schedule continues at the new peak, not the checkpoint's."""
+    first = Trainer(tiny_config(tmp_path, "run", steps=4, warmup_steps=1, lr=1e-3), datasets=tiny_sets())
+    first.train(stop_at=2)
+    moments = {i: s["exp_avg"].clone() for i, s in first.optimizer.state_dict()["state"].items()}
+    changed = tiny_config(tmp_path, "run", steps=8, warmup_steps=1, lr=4e-3, min_lr=1e-4, lr_encoder_ratio=0.5,
+                          weight_decay=0.02)
+    resumed = Trainer(changed, resume=True, datasets=tiny_sets())
+    assert resumed.step == 2
+    restored = resumed.optimizer.state_dict()["state"]
+    assert restored.keys() == moments.keys() and len(moments) > 0
+    for index, value in moments.items():
+        assert torch.equal(restored[index]["exp_avg"], value)
+    for group in resumed.optimizer.param_groups:
+        encoder = group["name"].startswith("encoder")
+        peak = 4e-3 * (0.5 if encoder else 1.0)
+        assert group["initial_lr"] == pytest.approx(peak)
+        # the next update is the 3rd of 8: learning_rate(3) of the new config
+        assert group["lr"] == pytest.approx(learning_rate(3, changed, encoder=encoder))
+        assert group["weight_decay"] == (0.0 if group["name"].endswith("no_decay") else 0.02)
+    resumed.train()
+    lrs = [r["lr"] for r in read_log(changed) if r["event"] == "train" and r["step"] > 2]
+    # the log keeps 6 significant digits
+    assert lrs[0] == pytest.approx(learning_rate(3, changed), rel=1e-5) and lrs[-1] == pytest.approx(1e-4, rel=1e-5)
+
+
 def test_refuses_to_clobber_existing_run(tmp_path, capsys):
     from upocr.cli import main
 

@@ -27,7 +27,8 @@ third of the activation memory). Both give the same gradient up to float roundin
   scheduler, gradient scaler, step, data positions and every process's random generator states;
   they load with ``torch.load(..., weights_only=True)``. Resuming continues bit-exactly: N steps
   in one go and k steps + resume + N - k steps give identical weights (same hardware and
-  thread count).
+  thread count). A resumed run whose config changed the schedule (steps, warm-up, lr, min lr,
+  encoder ratio) or weight decay continues from the step it reached with the new values.
 * Logging: a tqdm bar (rank 0) and JSON lines in ``output_dir/log.jsonl``:
   ``{"event": "train", "step", "lr", "loss", "losses": {task: ...}, "grad_norm", "time",
   "images_per_s"}`` and ``{"event": "val", "step", "val": {task: {"loss", metrics...}}}``.
@@ -504,8 +505,17 @@ class Trainer:
         }
 
     def _restore(self, checkpoint: Mapping) -> None:
+        # The optimiser and scheduler states carry the hyperparameters they were made with; the
+        # run's config may have changed them since (a new peak lr, encoder ratio, weight decay or
+        # betas). Keep the moments and the step count, take the hyperparameters from the config.
+        configured = [{k: g[k] for k in ("initial_lr", "weight_decay", "betas")} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
+        for group, values in zip(self.optimizer.param_groups, configured):
+            group.update(values)
+        self.scheduler.base_lrs = [values["initial_lr"] for values in configured]
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(self.scheduler.last_epoch)  # as LambdaLR.step() computes it
         if self.scaler.is_enabled() and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
