@@ -11,8 +11,8 @@ def load_pipeline(model: str | None = None, **kwargs):
     """``(pipeline, None)``, or ``(None, message)`` when there is no model to load.
 
     Missing default weights (a copy of the app without ``assets/upocr-tiny``) leave the app
-    without a model: its banner says so and how to pass one. A named model that fails to load is an error worth
-    showing too (the app still starts so the message is visible).
+    without a model: its banner says so and how to pass one. A named model that fails to load
+    is an error worth showing too (the app still starts so the message is visible).
     """
     from upocr.pipeline import NoDefaultWeightsError, UPOCRPipeline
 

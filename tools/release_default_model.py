@@ -53,6 +53,10 @@ from upocr.tasks import TAMPERED_TEXT_DETECTION, TASKS, TEXT_REMOVAL, TEXT_SEGME
 
 #: Seed of the held-out scenes used for release metrics (training validates on seed 1).
 RELEASE_SEED = 2
+#: The release gate's floor (see the module docs).
+MIN_FGIOU = 0.3
+MIN_PRECISION_RECALL = 0.3
+MAX_TEXT_ERROR_RATIO = 0.5
 EXAMPLE_WIDTH = 320
 
 
@@ -284,7 +288,7 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
         "", "These are synthetic scenes like the training data; real photographs and scans are harder. "
         "FID is not computed.", "",
         f"Release gate (a floor against untrained or broken weights, not a quality target): fgIoU >= "
-        f"{report['gate']['min_fgiou']}, precision and recall >= {report['gate'].get('min_precision_recall', 0)}, "
+        f"{report['gate']['min_fgiou']}, precision and recall >= {report['gate']['min_precision_recall']}, "
         f"removal error on the text pixels <= {report['gate']['max_text_error_ratio']} x the input's.", "",
         "## Limitations", "",
         "- Masks are coarse: the model finds where text is, but its stroke masks are blurred at the "
@@ -311,8 +315,8 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
 
 
 def release(run: Path, out: Path, source: str = "model", count: int = 24, size: int = 512, mode: str = "resize",
-            min_fgiou: float = 0.3, max_text_error_ratio: float = 0.5, force: bool = False,
-            overwrite: bool = False, progress: bool = False, min_precision_recall: float = 0.3) -> dict:
+            min_fgiou: float = MIN_FGIOU, max_text_error_ratio: float = MAX_TEXT_ERROR_RATIO, force: bool = False,
+            overwrite: bool = False, progress: bool = False, min_precision_recall: float = MIN_PRECISION_RECALL) -> dict:
     """Measure the run's model, apply the gate and write the release folder (see module docs)."""
     out = Path(out)
     if out.exists() and not overwrite:
@@ -359,9 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=24, help="held-out scenes per task")
     parser.add_argument("--size", type=int, default=512, help="side of the held-out scenes")
     parser.add_argument("--mode", default="resize", choices=("resize", "tile", "auto"))
-    parser.add_argument("--min-fgiou", type=float, default=0.3)
-    parser.add_argument("--min-precision-recall", type=float, default=0.3)
-    parser.add_argument("--max-text-error-ratio", type=float, default=0.5)
+    parser.add_argument("--min-fgiou", type=float, default=MIN_FGIOU)
+    parser.add_argument("--min-precision-recall", type=float, default=MIN_PRECISION_RECALL)
+    parser.add_argument("--max-text-error-ratio", type=float, default=MAX_TEXT_ERROR_RATIO)
     parser.add_argument("--force", action="store_true", help="release even when the gate fails (the card says so)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing release")
     parser.add_argument("--threads", type=int, default=None)
@@ -369,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        report = release(args.run, args.out, args.source, args.count, args.size, args.mode, args.min_fgiou,
-                         args.max_text_error_ratio, args.force, args.overwrite, progress=True,
-                         min_precision_recall=args.min_precision_recall)
+        report = release(args.run, args.out, args.source, args.count, args.size, args.mode,
+                         min_fgiou=args.min_fgiou, min_precision_recall=args.min_precision_recall,
+                         max_text_error_ratio=args.max_text_error_ratio, force=args.force,
+                         overwrite=args.overwrite, progress=True)
     except GateError as error:
         print(f"not released: the model fails the release gate: {error}", file=sys.stderr)
         return 1
