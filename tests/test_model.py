@@ -13,6 +13,8 @@ from conftest import FIXTURES, MICRO_CONFIG, make_micro_model
 
 from upocr import PRESETS, UPOCR
 from upocr.convert import load_official_checkpoint
+from upocr.modeling.decoder import SkipBranch
+from upocr.modeling.swinv2 import window_layout, window_partition
 from upocr.tasks import OFFICIAL_TASK_ORDER, TEXT_REMOVAL, TEXT_SEGMENTATION
 
 INPUTS = ("input_1x128x192", "input_2x96x160")
@@ -141,6 +143,51 @@ def test_eval_caches_do_not_change_results_and_training_still_learns_the_bias():
     model(x, TEXT_REMOVAL)[-1].sum().backward()
     cpb = model.encoder.stages[0].blocks[1].attn.cpb_mlp[0].weight
     assert cpb.grad is not None and cpb.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("size, shift", [((16, 24), 4), ((13, 7), 4), ((13, 7), 0), ((3, 5), 4), ((8, 8), 0)])
+def test_window_layout_moves_tokens_like_pad_roll_partition(size, shift):
+    """The cached gather / scatter indices do exactly what zero-padding, rolling by -shift and
+    partitioning do (and their inverse), for maps that are and are not multiples of the window
+    and for maps smaller than one window."""
+    h, w = size
+    ws, b, c = 8, 2, 3
+    x = torch.randn(b, h * w, c)
+    hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+    grid = torch.nn.functional.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h))
+    expected = window_partition(torch.roll(grid, (-shift, -shift), (1, 2)), ws)
+    layout = window_layout(h, w, ws, shift, x.device)
+    src = torch.cat((x, x.new_zeros(b, 1, c)), 1) if layout.padded else x
+    windows = src.index_select(1, layout.gather).view(-1, ws * ws, c)
+    assert layout.padded == ((hp, wp) != (h, w)) and layout.padded_size == (hp, wp)
+    assert torch.equal(windows, expected)
+    assert torch.equal(windows.view(b, -1, c).index_select(1, layout.scatter), x)
+
+
+def test_folded_skip_branch_equals_the_four_convolutions():
+    """Eval mode runs the skip branch as two folded convolutions; in float64 it matches the four
+    convolutions everywhere, the one-pixel frame and maps of one row or one pixel included, and
+    the fold follows newly loaded weights."""
+    torch.manual_seed(0)
+    branch = SkipBranch(4).double()
+    for param in branch.parameters():
+        torch.nn.init.normal_(param)  # large biases: a wrong border correction would show
+    branch.eval()
+    for shape in [(2, 4, 13, 7), (1, 4, 1, 5), (1, 4, 1, 1), (1, 4, 2, 2)]:
+        x = torch.randn(*shape, dtype=torch.float64)
+        unfolded = torch.nn.Sequential.forward(branch, x)
+        with torch.inference_mode():
+            folded = branch(x)
+        torch.testing.assert_close(folded, unfolded, atol=1e-10, rtol=1e-10)
+    other = SkipBranch(4).double()
+    for param in other.parameters():
+        torch.nn.init.normal_(param)
+    branch.load_state_dict(other.state_dict())
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
+    with torch.inference_mode():
+        torch.testing.assert_close(branch(x), torch.nn.Sequential.forward(other, x), atol=1e-10, rtol=1e-10)
+    branch.train()
+    assert branch(x).requires_grad  # training runs the four convolutions, with gradients
 
 
 def test_save_and_load_round_trip_is_exact(tmp_path):

@@ -5,19 +5,79 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .swinv2 import PatchSplit, SwinV2Stage
 
 
-def skip_branch(dim: int) -> nn.Sequential:
-    """Conv1x1(C->C) -> Conv3x3(C->2C) -> Conv3x3(2C->2C) -> Conv1x1(2C->C), no activations."""
-    return nn.Sequential(
-        nn.Conv2d(dim, dim, 1),
-        nn.Conv2d(dim, 2 * dim, 3, padding=1),
-        nn.Conv2d(2 * dim, 2 * dim, 3, padding=1),
-        nn.Conv2d(2 * dim, dim, 1),
-    )
+class SkipBranch(nn.Sequential):
+    """Conv1x1(C->C) -> Conv3x3(C->2C) -> Conv3x3(2C->2C) -> Conv1x1(2C->C), no activations.
+
+    In eval mode without gradients the four convolutions run as two: the first 1x1 is folded
+    into the first 3x3 and the last 1x1 into the second 3x3 (about 37 % fewer FLOPs). The fold
+    is exact in real arithmetic everywhere, borders included: the zero padding of the first
+    3x3 sees zeros where the unfolded branch sees the 1x1's bias as well, which
+    :meth:`_border_fix` takes back on the one-pixel frame.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__(
+            nn.Conv2d(dim, dim, 1),
+            nn.Conv2d(dim, 2 * dim, 3, padding=1),
+            nn.Conv2d(2 * dim, 2 * dim, 3, padding=1),
+            nn.Conv2d(2 * dim, dim, 1),
+        )
+        self._folded: tuple[torch.Tensor, ...] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():
+            return super().forward(x)
+        if self._folded is None:
+            self._folded = self._fold()
+        w_a, b_a, tap_bias, w_b, b_b = self._folded
+        y = F.conv2d(x, w_a, b_a, padding=1)
+        self._border_fix(y, tap_bias)
+        return F.conv2d(y, w_b, b_b, padding=1)
+
+    @torch.no_grad()
+    def _fold(self) -> tuple[torch.Tensor, ...]:
+        c1, c2, c3, c4 = self
+        w1 = c1.weight[:, :, 0, 0]
+        w_a = torch.einsum("oikl,ij->ojkl", c2.weight, w1)
+        tap_bias = torch.einsum("oikl,i->okl", c2.weight, c1.bias)  # what each tap adds from c1's bias
+        b_a = c2.bias + tap_bias.sum((1, 2))
+        w4 = c4.weight[:, :, 0, 0]
+        w_b = torch.einsum("ij,jokl->iokl", w4, c3.weight)
+        b_b = w4 @ c3.bias + c4.bias
+        return w_a.contiguous(), b_a, tap_bias, w_b.contiguous(), b_b
+
+    @staticmethod
+    def _border_fix(y: torch.Tensor, tap_bias: torch.Tensor) -> None:
+        """Remove, on the frame, the bias of the taps that fall on the zero padding
+        (rows and columns, then the corners counted twice back in)."""
+        top, bottom = tap_bias[:, 0, :].sum(1), tap_bias[:, 2, :].sum(1)
+        left, right = tap_bias[:, :, 0].sum(1), tap_bias[:, :, 2].sum(1)
+        y[:, :, 0, :] -= top[:, None]
+        y[:, :, -1, :] -= bottom[:, None]
+        y[:, :, :, 0] -= left[:, None]
+        y[:, :, :, -1] -= right[:, None]
+        y[:, :, 0, 0] += tap_bias[:, 0, 0]
+        y[:, :, 0, -1] += tap_bias[:, 0, 2]
+        y[:, :, -1, 0] += tap_bias[:, 2, 0]
+        y[:, :, -1, -1] += tap_bias[:, 2, 2]
+
+    def train(self, mode: bool = True):
+        self._folded = None
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._folded = None
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._folded = None
+        return super()._apply(fn, *args, **kwargs)
 
 
 class OutputHead(nn.Module):
@@ -30,7 +90,8 @@ class OutputHead(nn.Module):
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         b, _, c = x.shape
-        return self.conv(self.norm(x).view(b, *size, c).permute(0, 3, 1, 2).contiguous())
+        # the convolution reads the channels-last view directly (several times faster than NCHW)
+        return self.conv(self.norm(x).view(b, *size, c).permute(0, 3, 1, 2)).contiguous()
 
 
 class SwinV2Decoder(nn.Module):
@@ -55,7 +116,7 @@ class SwinV2Decoder(nn.Module):
                             list(drop_path[offset : offset + depth]), resample=PatchSplit(self.dims[i]))
             )
             offset += depth
-        self.skips = nn.ModuleList(skip_branch(self.dims[i] // 2) for i in range(num_skips))
+        self.skips = nn.ModuleList(SkipBranch(self.dims[i] // 2) for i in range(num_skips))
         self.first_output_stage = len(depths) - num_outputs
         self.heads = nn.ModuleList(
             OutputHead(self.dims[i] // 2, out_chans) for i in range(self.first_output_stage, len(depths))
@@ -64,7 +125,11 @@ class SwinV2Decoder(nn.Module):
     def skip_tokens(self, skips: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The skip branches on the encoder maps (deepest first), as token sequences. They do not
         depend on the task, so several tasks can share them."""
-        return [branch(f).flatten(2).transpose(1, 2) for branch, f in zip(self.skips, skips)]
+        tokens = []
+        for branch, f in zip(self.skips, skips):
+            b, c, h, w = f.shape
+            tokens.append(branch(f).permute(0, 2, 3, 1).reshape(b, h * w, c))  # a view for channels-last maps
+        return tokens
 
     def forward(self, x: torch.Tensor, size: tuple[int, int], skip_tokens: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """``x``: ``(B, h*w, C)`` bottleneck tokens; ``skip_tokens``: from :meth:`skip_tokens`."""

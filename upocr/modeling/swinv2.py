@@ -5,14 +5,16 @@ alongside. Feature maps are zero-padded at the bottom/right to a multiple of the
 shift mask is built on the padded size, and the window is never shrunk for small maps.
 
 Speed: in eval mode the continuous position bias (which depends only on the weights) is
-computed once and cached, shift masks are cached per padded size, and attention runs through
-``F.scaled_dot_product_attention`` with the logit scale folded into q and bias + mask as
-the additive attention mask.
+computed once and cached; shift masks and window layouts are cached per map size, so moving
+tokens into (padded, shifted) windows and back is one ``index_select`` each way; attention runs
+through ``F.scaled_dot_product_attention`` with q and k normalised in one pass, the logit scale
+folded into q and bias + mask as the additive attention mask.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -50,13 +52,6 @@ def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, c)
 
 
-def window_reverse(windows: torch.Tensor, window_size: int, h: int, w: int) -> torch.Tensor:
-    """``(B * nW, w*w, C)`` -> ``(B, H, W, C)``."""
-    c = windows.shape[-1]
-    x = windows.view(-1, h // window_size, w // window_size, window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
-
-
 def shift_window_mask(height: int, width: int, window_size: int, shift: int, device) -> torch.Tensor:
     """Additive mask ``(nW, w*w, w*w)`` for shifted windows on a padded ``height x width`` map."""
     region = torch.zeros((1, height, width, 1), device=device)
@@ -69,6 +64,34 @@ def shift_window_mask(height: int, width: int, window_size: int, shift: int, dev
     windows = window_partition(region, window_size).squeeze(-1)
     diff = windows.unsqueeze(1) - windows.unsqueeze(2)
     return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
+
+
+class WindowLayout(NamedTuple):
+    """Where every token of an ``h x w`` map goes in the (padded, shifted) windows.
+
+    ``gather``: ``(nW * w*w,)`` token index for each window slot, in window order; slots on the
+    zero padding hold ``h * w``, the index of a zero row appended to the tokens.
+    ``scatter``: ``(h * w,)`` window slot of each token (the inverse, padding dropped).
+    One index_select each way replaces pad, roll, partition, reverse, roll and crop."""
+
+    gather: torch.Tensor
+    scatter: torch.Tensor
+    padded: bool
+    padded_size: tuple[int, int]
+
+
+@torch.inference_mode(False)  # the indices are kept for backward: never inference tensors, even if built in one
+def window_layout(height: int, width: int, window_size: int, shift: int, device) -> WindowLayout:
+    hp, wp = -(-height // window_size) * window_size, -(-width // window_size) * window_size
+    grid = torch.full((hp, wp), height * width, dtype=torch.long)
+    grid[:height, :width] = torch.arange(height * width).view(height, width)
+    if shift:
+        grid = torch.roll(grid, shifts=(-shift, -shift), dims=(0, 1))
+    gather = window_partition(grid.view(1, hp, wp, 1), window_size).reshape(-1)
+    valid = gather < height * width
+    scatter = torch.empty(height * width, dtype=torch.long)
+    scatter[gather[valid]] = torch.arange(gather.numel())[valid]
+    return WindowLayout(gather.to(device), scatter.to(device), (hp, wp) != (height, width), (hp, wp))
 
 
 class WindowAttention(nn.Module):
@@ -147,10 +170,9 @@ class WindowAttention(nn.Module):
         qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         qkv = F.linear(x, self.qkv.weight, qkv_bias)
         qkv = qkv.reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
-        q = F.normalize(q, dim=-1) * scale
-        k = F.normalize(k, dim=-1)
+        qk = F.normalize(qkv[:2], dim=-1)  # q and k in one pass
+        q = qk[0] * torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
+        k, v = qk[1], qkv[2]
         attn_mask = self.attention_mask(mask, mask_key).to(q.dtype)
         if attn_mask.shape[0] not in (1, bw):  # one copy of the window masks per image of the batch
             attn_mask = attn_mask.repeat(bw // attn_mask.shape[0], 1, 1, 1)
@@ -173,24 +195,17 @@ class SwinV2Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int], mask: torch.Tensor | None) -> torch.Tensor:
-        h, w = size
+    def forward(self, x: torch.Tensor, layout: WindowLayout, mask: torch.Tensor | None) -> torch.Tensor:
+        """``x``: ``(B, H*W, C)``; ``layout``: this block's window layout (shifted or not) for
+        the map size; ``mask``: the stage's shift mask (used by shifted blocks only)."""
         b, _, c = x.shape
-        ws = self.window_size
-        y = x.view(b, h, w, c)
-        pad_b, pad_r = (-h) % ws, (-w) % ws
-        if pad_b or pad_r:
-            y = F.pad(y, (0, 0, 0, pad_r, 0, pad_b))
-        hp, wp = h + pad_b, w + pad_r
-        if self.shift:
-            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        y = self.attn(window_partition(y, ws), mask if self.shift else None, (hp, wp) if self.shift else None)
-        y = window_reverse(y, ws, hp, wp)
-        if self.shift:
-            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
-        if pad_b or pad_r:
-            y = y[:, :h, :w, :]
-        x = x + self.drop_path(self.norm1(y.reshape(b, h * w, c)))
+        n = self.window_size * self.window_size
+        src = torch.cat((x, x.new_zeros(b, 1, c)), dim=1) if layout.padded else x
+        windows = src.index_select(1, layout.gather).view(-1, n, c)
+        shifted = bool(self.shift)
+        y = self.attn(windows, mask if shifted else None, layout.padded_size if shifted else None)
+        y = y.view(b, -1, c).index_select(1, layout.scatter)
+        x = x + self.drop_path(self.norm1(y))
         return x + self.drop_path(self.norm2(self.mlp(x)))
 
 
@@ -210,24 +225,26 @@ class SwinV2Stage(nn.Module):
             for i in range(depth)
         )
         self.resample = resample
-        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        self._layout_cache: dict[tuple, tuple] = {}
 
-    def shift_mask(self, size: tuple[int, int], device) -> torch.Tensor:
-        ws = self.window_size
-        hp, wp = -(-size[0] // ws) * ws, -(-size[1] // ws) * ws
-        key = (hp, wp, str(device))
-        mask = self._mask_cache.get(key)
-        if mask is None:
-            mask = shift_window_mask(hp, wp, ws, self.shift, device)
-            if len(self._mask_cache) > 32:
-                self._mask_cache.clear()
-            self._mask_cache[key] = mask
-        return mask
+    def windows(self, size: tuple[int, int], device) -> tuple[WindowLayout, WindowLayout, torch.Tensor | None]:
+        """Plain and shifted window layouts and the shift mask for a map size, cached per size."""
+        key = (size, str(device))
+        cached = self._layout_cache.get(key)
+        if cached is None:
+            ws = self.window_size
+            plain = window_layout(*size, ws, 0, device)
+            shifted = window_layout(*size, ws, self.shift, device)
+            mask = shift_window_mask(*plain.padded_size, ws, self.shift, device) if len(self.blocks) > 1 else None
+            if len(self._layout_cache) > 32:
+                self._layout_cache.clear()
+            cached = self._layout_cache[key] = (plain, shifted, mask)
+        return cached
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        mask = self.shift_mask(size, x.device) if len(self.blocks) > 1 else None
+        plain, shifted, mask = self.windows(size, x.device)
         for block in self.blocks:
-            x = block(x, size, mask)
+            x = block(x, shifted if block.shift else plain, mask)
         return x
 
 

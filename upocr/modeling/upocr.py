@@ -181,7 +181,8 @@ class UPOCR(
         return self._decode_tokens(tokens, size, self.decoder.skip_tokens(features[-2::-1]), prompt_indices)
 
     def _bottleneck(self, deepest: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        return self.bottleneck(deepest.flatten(2).transpose(1, 2)), tuple(deepest.shape[-2:])
+        b, c, h, w = deepest.shape
+        return self.bottleneck(deepest.permute(0, 2, 3, 1).reshape(b, h * w, c)), (h, w)
 
     def _decode_tokens(self, tokens, size, skip_tokens, prompt_indices) -> list[torch.Tensor]:
         if self.task_prompt is not None:
