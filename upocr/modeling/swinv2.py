@@ -94,7 +94,28 @@ def window_layout(height: int, width: int, window_size: int, shift: int, device)
     return WindowLayout(gather.to(device), scatter.to(device), (hp, wp) != (height, width), (hp, wp))
 
 
-class WindowAttention(nn.Module):
+class EvalCache:
+    """Mixin for modules that cache, in eval mode, values derived from their weights: the caches
+    are dropped (:meth:`clear_cache`) whenever the mode or the weights may change: ``train()`` /
+    ``eval()``, ``load_state_dict`` and ``.to()`` / ``.half()``. List it before ``nn.Module``."""
+
+    def clear_cache(self) -> None:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True):
+        self.clear_cache()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.clear_cache()
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.clear_cache()
+        return super()._apply(fn, *args, **kwargs)
+
+
+class WindowAttention(EvalCache, nn.Module):
     """SwinV2 cosine window attention with a continuous (log-spaced) relative position bias."""
 
     def __init__(self, dim: int, window_size: int, num_heads: int, pretrained_window_size: int,
@@ -134,18 +155,6 @@ class WindowAttention(nn.Module):
     def clear_cache(self) -> None:
         self._bias_cache = None
         self._mask_cache = {}
-
-    def train(self, mode: bool = True):
-        self.clear_cache()
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self.clear_cache()
-        return super()._load_from_state_dict(*args, **kwargs)
-
-    def _apply(self, fn, *args, **kwargs):
-        self.clear_cache()
-        return super()._apply(fn, *args, **kwargs)
 
     def attention_mask(self, shift_mask: torch.Tensor | None, key: tuple | None = None) -> torch.Tensor:
         """Additive mask ``(1 or nW, heads, N, N)``: position bias plus the shifted-window mask.
