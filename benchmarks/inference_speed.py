@@ -8,6 +8,11 @@ IoU of its segmentation mask against fp32), small-all (three tasks, one encoder 
 tile-4096 (a 4096x4096 image through the pipeline in tile mode with the paper network; peak
 resident memory measured in a child process). Weights are random: speed does not depend on them.
 
+Like the pipeline, the benchmark first calls ``upocr.allocator.retain_freed_memory()`` (glibc keeps
+freed memory for reuse instead of mapping fresh pages on every pass); ``--system-malloc`` leaves
+glibc's defaults, for comparison. Each line carries ``page_faults_per_pass`` (minor faults of the
+timed runs, per run) and ``retain_freed_memory``.
+
 Hosts of the same name differ: each line also carries ``gemm_gflops``, this machine's float32
 matrix-multiply throughput at the same thread count (2048x2048, median of 10), so results from
 different machines can be compared (the paper network's 512x512 pass is 254 GFLOP).
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -47,8 +53,15 @@ def _time(fn, repeat: int) -> float:
     return _times({"fn": fn}, repeat)["fn"][0]
 
 
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _record(info: dict, fn, repeat: int) -> None:
+    fn()  # the warm-up is not counted in the page faults
+    before = _minor_faults()
     info["seconds"], info["best_seconds"] = _times({"fn": fn}, repeat)["fn"]
+    info["page_faults_per_pass"] = round((_minor_faults() - before) / (repeat + 1))
 
 
 def gemm_gflops(size: int = 2048, repeat: int = 10) -> float:
@@ -119,12 +132,22 @@ def main() -> None:
     parser.add_argument("--case", choices=CASES, action="append")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default allocation (fresh pages for every large tensor)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    retained = False
+    if args.system_malloc:
+        os.environ["UPOCR_RETAIN_MEMORY"] = "0"  # the tile-4096 child process builds a pipeline too
+    else:
+        from upocr.allocator import retain_freed_memory
+
+        retained = retain_freed_memory()
     gemm = round(gemm_gflops(), 1)
     for case in args.case or CASES:
-        print(json.dumps({**run_case(case, args.repeat), "gemm_gflops": gemm}), flush=True)
+        info = run_case(case, args.repeat)
+        print(json.dumps({**info, "gemm_gflops": gemm, "retain_freed_memory": retained}), flush=True)
 
 
 if __name__ == "__main__":

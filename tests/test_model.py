@@ -146,6 +146,28 @@ def test_eval_caches_do_not_change_results_and_training_still_learns_the_bias():
     assert cpb.grad is not None and cpb.grad.abs().sum() > 0
 
 
+def test_attention_mask_is_cached_per_dtype_for_bfloat16_passes():
+    """Under bfloat16 autocast every shifted block reuses one converted mask per map size, and the
+    float32 pass keeps its own: a float32 pass after a bfloat16 one gives exactly what a fresh model
+    gives (the cached skip fold, too, stays in float32)."""
+    model = make_micro_model()
+    x = torch.rand(1, 3, 64, 64)
+    attn = model.encoder.stages[0].blocks[1].attn
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x, TEXT_REMOVAL)
+        after_bf16 = model(x, TEXT_REMOVAL)
+        fresh = make_micro_model()(x, TEXT_REMOVAL)
+        for a, b in zip(after_bf16, fresh):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+        keys = list(attn._mask_cache)
+        assert sorted(str(k[-1]) for k in keys) == ["torch.bfloat16", "torch.float32"]
+        low, full = (attn._mask_cache[k] for k in sorted(keys, key=lambda k: str(k[-1])))
+        assert low.dtype == torch.bfloat16 and full.dtype == torch.float32
+        torch.testing.assert_close(low, full.to(torch.bfloat16), atol=0, rtol=0)
+        assert attn.attention_mask(None, None, torch.bfloat16) is attn.attention_mask(None, None, torch.bfloat16)
+
+
 @pytest.mark.parametrize("size, shift", [((16, 24), 4), ((13, 7), 4), ((13, 7), 0), ((3, 5), 4), ((8, 8), 0)])
 def test_window_layout_moves_tokens_like_pad_roll_partition(size, shift):
     """The cached gather / scatter indices do exactly what zero-padding, rolling by -shift and

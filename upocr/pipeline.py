@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .allocator import retain_freed_memory
 from .io import read_image
 from .modeling import SIZE_MULTIPLE, UPOCR
 from .results import (
@@ -88,6 +89,8 @@ class UPOCRPipeline:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = _pick_device(device)
+        if self.device.type == "cpu":
+            retain_freed_memory()  # no page faults on every pass (see upocr.allocator)
         self.model = model.to(self.device).eval()
         self.mode = mode
         self.size = int(model.img_size)

@@ -42,6 +42,12 @@ class SkipBranch(EvalCache, nn.Sequential):
 
     @torch.no_grad()
     def _fold(self) -> tuple[torch.Tensor, ...]:
+        """The folded weights, in the weights' own precision even when built inside autocast
+        (the fold is cached and must serve float32 passes as well)."""
+        with torch.autocast(self[0].weight.device.type, enabled=False):
+            return self._fold_weights()
+
+    def _fold_weights(self) -> tuple[torch.Tensor, ...]:
         c1, c2, c3, c4 = self
         w1 = c1.weight[:, :, 0, 0]
         w_a = torch.einsum("oikl,ij->ojkl", c2.weight, w1)

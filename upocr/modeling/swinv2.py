@@ -66,6 +66,13 @@ def shift_window_mask(height: int, width: int, window_size: int, shift: int, dev
     return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
 
 
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype an autocast-eligible op (here attention) computes ``t`` in."""
+    if torch.is_autocast_enabled(t.device.type):
+        return torch.get_autocast_dtype(t.device.type)
+    return t.dtype
+
+
 class WindowLayout(NamedTuple):
     """Where every token of an ``h x w`` map goes in the (padded, shifted) windows.
 
@@ -140,12 +147,15 @@ class WindowAttention(EvalCache, nn.Module):
         self._mask_cache: dict[tuple, torch.Tensor] = {}
 
     def position_bias(self) -> torch.Tensor:
-        """``(heads, N, N)`` bias ``16 * sigmoid(cpb)``; cached in eval mode (weights fixed)."""
+        """``(heads, N, N)`` bias ``16 * sigmoid(cpb)`` in the weights' precision, also inside
+        autocast (a small MLP; its cached value serves float32 and bfloat16 passes alike); cached
+        in eval mode (weights fixed)."""
         use_cache = not self.training and not torch.is_grad_enabled()
         if use_cache and self._bias_cache is not None:
             return self._bias_cache
         n = self.window_size * self.window_size
-        table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
+        with torch.autocast(self.relative_coords_table.device.type, enabled=False):
+            table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
         bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
         bias = 16 * torch.sigmoid(bias)
         if use_cache:
@@ -156,16 +166,21 @@ class WindowAttention(EvalCache, nn.Module):
         self._bias_cache = None
         self._mask_cache = {}
 
-    def attention_mask(self, shift_mask: torch.Tensor | None, key: tuple | None = None) -> torch.Tensor:
-        """Additive mask ``(1 or nW, heads, N, N)``: position bias plus the shifted-window mask.
+    def attention_mask(self, shift_mask: torch.Tensor | None, key: tuple | None = None,
+                       dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Additive mask ``(1 or nW, heads, N, N)`` in ``dtype`` (default: the bias's): position
+        bias plus the shifted-window mask.
 
-        In eval mode without gradients the sum is cached under ``key`` (the padded map size)."""
+        In eval mode without gradients it is cached under ``key`` (the padded map size) and the
+        dtype, so a bfloat16 pass does not convert it again in every block."""
         use_cache = not self.training and not torch.is_grad_enabled() and (shift_mask is None or key is not None)
-        key = (key, shift_mask is None, self.relative_coords_table.device)
+        key = (key, shift_mask is None, self.relative_coords_table.device, dtype)
         if use_cache and key in self._mask_cache:
             return self._mask_cache[key]
         bias = self.position_bias().unsqueeze(0)
         combined = bias if shift_mask is None else (bias + shift_mask.unsqueeze(1)).contiguous()
+        if dtype is not None:
+            combined = combined.to(dtype)
         if use_cache:
             if len(self._mask_cache) > 16:
                 self._mask_cache.clear()
@@ -182,7 +197,7 @@ class WindowAttention(EvalCache, nn.Module):
         qk = F.normalize(qkv[:2], dim=-1)  # q and k in one pass
         q = qk[0] * torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
         k, v = qk[1], qkv[2]
-        attn_mask = self.attention_mask(mask, mask_key).to(q.dtype)
+        attn_mask = self.attention_mask(mask, mask_key, _compute_dtype(q))
         if attn_mask.shape[0] not in (1, bw):  # one copy of the window masks per image of the batch
             attn_mask = attn_mask.repeat(bw // attn_mask.shape[0], 1, 1, 1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)

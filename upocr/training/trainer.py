@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..allocator import retain_freed_memory
 from ..tasks import (
     DEFAULT_SEGMENTATION_THRESHOLD,
     TAMPERED_TEXT_DETECTION,
@@ -356,6 +357,8 @@ class Trainer:
         self.checkpoint_path = self.output_dir / "checkpoints" / CHECKPOINT_NAME
         self._prepare_output_dir(resume, overwrite)
         self.device = self._select_device()
+        if self.device.type == "cpu":
+            retain_freed_memory()  # reuse the pages of freed activations (see upocr.allocator)
         self._init_distributed()
         if config.deterministic and self.device.type == "cuda":
             torch.backends.cudnn.deterministic = True
