@@ -4,7 +4,8 @@
     python benchmarks/inference_speed.py --case small-fp32 --repeat 5
 
 Cases: small-fp32 (paper network, one task, 512x512), small-bf16 (bfloat16 autocast, with the
-IoU of its segmentation mask against fp32), small-all (three tasks, one encoder pass), tiny-fp32,
+IoU of its segmentation mask against fp32, for random weights and for the bundled default weights
+on the bundled examples), small-all (three tasks, one encoder pass), tiny-fp32,
 tile-4096 (a 4096x4096 image through the pipeline in tile mode with the paper network; peak
 resident memory measured in a child process). Weights are random: speed does not depend on them.
 
@@ -79,6 +80,27 @@ def _model(preset: str):
     return UPOCR.from_preset(preset).eval()
 
 
+def _iou(a, b) -> float:
+    union = (a | b).sum().item()
+    return 1.0 if union == 0 else (a & b).sum().item() / union
+
+
+def _default_weights_bf16_agreement() -> dict:
+    """Segmentation-mask IoU of bfloat16 against float32 for trained weights: the bundled default
+    model on each bundled example image, through the pipeline (random weights put much of the
+    map near the threshold, trained ones do not)."""
+    from pathlib import Path
+
+    from upocr.pipeline import DEFAULT_MODEL_DIR, UPOCRPipeline
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.*"))
+    pipes = {dtype: UPOCRPipeline.from_pretrained(DEFAULT_MODEL_DIR, device="cpu", mode="resize", dtype=dtype)
+             for dtype in ("float32", "bfloat16")}
+    masks = {path.name: [torch.from_numpy(pipe(path, "text-segmentation").mask) for pipe in pipes.values()]
+             for path in examples}
+    return {name: round(_iou(*pair), 4) for name, pair in masks.items()}
+
+
 def run_case(case: str, repeat: int) -> dict:
     x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
     info = {"case": case, "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -97,8 +119,8 @@ def run_case(case: str, repeat: int) -> dict:
 
             _record(info, run, repeat)
             low = run().mean(1) > 0.4
-        union = (ref | low).sum().item()
-        info["mask_iou_vs_fp32"] = 1.0 if union == 0 else (ref & low).sum().item() / union
+        info["mask_iou_vs_fp32"] = _iou(ref, low)
+        info["default_weights_mask_iou_vs_fp32"] = _default_weights_bf16_agreement()
     elif case == "small-all":
         model = _model("small")
         with torch.inference_mode():

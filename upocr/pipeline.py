@@ -158,10 +158,9 @@ class UPOCRPipeline:
         """Full-resolution model outputs ``{task: float32 (H, W, 3)}`` (raw, not clamped)."""
         tasks = [canonical_task(t) for t in tasks]
         h, w = rgb.shape[:2]
-        image = torch.tensor(rgb).permute(2, 0, 1).float().div_(255).unsqueeze(0)
         if self.resolve_mode(h, w, mode) == "resize":
-            return self._predict_resized(image, tasks)
-        return self._predict_tiled(image, tasks)
+            return self._predict_resized(_to_unit_tensor(rgb[None]), tasks)
+        return self._predict_tiled(rgb, tasks)
 
     # ------------------------------------------------------------------ internals
     def _autocast(self):
@@ -192,11 +191,13 @@ class UPOCRPipeline:
             result[task] = full[0].permute(1, 2, 0).numpy()
         return result
 
-    def _predict_tiled(self, image: torch.Tensor, tasks: list[str]) -> dict[str, np.ndarray]:
-        h, w = image.shape[-2:]
+    def _predict_tiled(self, rgb: np.ndarray, tasks: list[str]) -> dict[str, np.ndarray]:
+        """Windows are cut from the uint8 image and converted one batch at a time: a large photo
+        is never held as a float copy (a 4096x4096 one would be 200 MB)."""
+        h, w = rgb.shape[:2]
         # pad to multiples of the network stride (reflect where possible) so every window is valid
         ph, pw = -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE
-        padded = _pad_to(image, ph, pw)
+        padded = _pad_to(rgb, ph, pw)
         tile = self.size
         th, tw = min(tile, ph), min(tile, pw)
         overlap = min(self.tile_overlap, max(0, min(th, tw) - SIZE_MULTIPLE))
@@ -205,7 +206,7 @@ class UPOCRPipeline:
         acc = {t: TileAccumulator(ph, pw, 3) for t in tasks}
         for i in range(0, len(windows), self.batch_size):
             group = windows[i : i + self.batch_size]
-            crops = torch.cat([padded[:, :, t:b, l:r] for (t, l, b, r) in group])
+            crops = _to_unit_tensor(np.stack([padded[t:b, l:r] for (t, l, b, r) in group]))
             outs = self._run(crops, tasks)
             for task, out in outs.items():
                 arr = out.cpu().permute(0, 2, 3, 1).numpy()
@@ -234,11 +235,17 @@ class UPOCRPipeline:
         return TextSegmentationResult(probability=probability, original=rgb, threshold=float(threshold))
 
 
-def _pad_to(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    h, w = image.shape[-2:]
+def _to_unit_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` -> float ``(B, 3, H, W)`` in [0, 1]."""
+    return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(0, 3, 1, 2).float().div_(255)
+
+
+def _pad_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(H, W, 3)`` padded at the bottom and right: mirrored (without repeating the edge) where the
+    image is large enough, else the edge repeated."""
+    h, w = rgb.shape[:2]
     if (h, w) == (height, width):
-        return image
-    pad = (0, width - w, 0, height - h)
-    mode = "reflect" if (height - h) < h and (width - w) < w else "replicate"
-    return F.pad(image, pad, mode=mode)
+        return rgb
+    mode = "reflect" if (height - h) < h and (width - w) < w else "edge"
+    return np.pad(rgb, ((0, height - h), (0, width - w), (0, 0)), mode=mode)
 

@@ -56,4 +56,5 @@ class TileAccumulator:
         self.weight[top:bottom, left:right] += weights[..., None]
 
     def result(self) -> np.ndarray:
-        return self.sum / np.maximum(self.weight, 1e-12)
+        """The blended canvas. Divides in place (no second full-size canvas): call it once, last."""
+        return np.divide(self.sum, np.maximum(self.weight, 1e-12), out=self.sum)
