@@ -50,14 +50,14 @@ _RETAIN = "from upocr.allocator import retain_freed_memory\napplied = retain_fre
 def test_by_default_a_large_tensor_is_a_separate_mapping_returned_on_free():
     result = _probe("applied = None")
     assert result["mapped"] >= 64 * MIB
-    assert result["heap_kept"] < 64 * MIB
+    assert result["heap_kept"] < 16 * MIB
 
 
 def test_retained_a_large_tensor_comes_from_the_heap_which_keeps_its_memory():
     result = _probe(_RETAIN)
     assert result["applied"] is True
     assert result["mapped"] == 0
-    assert result["heap_kept"] >= 64 * MIB
+    assert result["heap_kept"] >= 48 * MIB  # the heap may have had some room for it already
 
 
 def test_the_environment_can_turn_it_off():
@@ -76,3 +76,41 @@ def test_a_cpu_pipeline_turns_it_on(micro_model_dir):
     result = _probe(setup)
     assert result["applied"] is True
     assert result["mapped"] == 0
+
+
+def test_requests_on_many_threads_share_one_retained_pool():
+    """A server runs requests on a pool of worker threads: the memory kept for reuse is one pool
+    for all of them, not one per thread. Measured: 12 requests on 6 threads (the tiny preset at
+    512x512) leave about 150 MiB more resident; with a heap per thread, or with glibc's defaults
+    (UPOCR_RETAIN_MEMORY=0), about 590 MiB."""
+    code = """
+import queue, threading, numpy as np, torch
+from upocr import UPOCR
+from upocr.pipeline import UPOCRPipeline
+torch.manual_seed(0)
+pipe = UPOCRPipeline(UPOCR.from_preset("tiny", img_size=512), device="cpu", mode="resize")
+image = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+def resident_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+pipe(image)
+base = resident_mib()
+inboxes, done = [queue.Queue() for _ in range(6)], queue.Queue()
+def worker(inbox):
+    while inbox.get() is not None:
+        pipe(image)
+        done.put(1)
+threads = [threading.Thread(target=worker, args=(q,)) for q in inboxes]
+for t in threads:
+    t.start()
+for _ in range(2):
+    for inbox in inboxes:
+        inbox.put(1)
+        done.get()
+print(resident_mib() - base)
+for inbox in inboxes:
+    inbox.put(None)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    growth = float(out.stdout.strip().splitlines()[-1])
+    assert growth < 300, f"resident memory grew by {growth:.0f} MiB over 12 requests on 6 threads"
