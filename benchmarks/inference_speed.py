@@ -36,33 +36,35 @@ import torch
 CASES = ("small-fp32", "small-bf16", "small-all", "tiny-fp32", "tile-4096")
 
 
-def _times(fns: dict, repeat: int) -> dict:
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _times(fns: dict, repeat: int) -> tuple[dict, float]:
     """Median and best time of each function, the functions interleaved round by round so that a
-    slow spell of a shared host falls on all of them alike."""
+    slow spell of a shared host falls on all of them alike; and the minor page faults per round
+    of the timed runs."""
     for fn in fns.values():
         fn()  # warm-up: caches, allocator, oneDNN primitives
     times = {name: [] for name in fns}
+    before = _minor_faults()
     for _ in range(repeat):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: (sorted(t)[len(t) // 2], min(t)) for name, t in times.items()}
+    faults = (_minor_faults() - before) / repeat
+    return {name: (sorted(t)[len(t) // 2], min(t)) for name, t in times.items()}, faults
 
 
 def _time(fn, repeat: int) -> float:
-    return _times({"fn": fn}, repeat)["fn"][0]
-
-
-def _minor_faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    return _times({"fn": fn}, repeat)[0]["fn"][0]
 
 
 def _record(info: dict, fn, repeat: int) -> None:
-    fn()  # the warm-up is not counted in the page faults
-    before = _minor_faults()
-    info["seconds"], info["best_seconds"] = _times({"fn": fn}, repeat)["fn"]
-    info["page_faults_per_pass"] = round((_minor_faults() - before) / (repeat + 1))
+    timed, faults = _times({"fn": fn}, repeat)
+    info["seconds"], info["best_seconds"] = timed["fn"]
+    info["page_faults_per_pass"] = round(faults)
 
 
 def gemm_gflops(size: int = 2048, repeat: int = 10) -> float:
@@ -124,7 +126,7 @@ def run_case(case: str, repeat: int) -> dict:
     elif case == "small-all":
         model = _model("small")
         with torch.inference_mode():
-            timed = _times({"all": lambda: model.forward_tasks(x), "one": lambda: model(x, "text-segmentation")},
+            timed, _ = _times({"all": lambda: model.forward_tasks(x), "one": lambda: model(x, "text-segmentation")},
                            repeat)
         (info["seconds"], info["best_seconds"]), (info["one_task_seconds"], best_one) = timed["all"], timed["one"]
         info["ratio_to_one_task"] = info["seconds"] / info["one_task_seconds"]

@@ -3,19 +3,18 @@
 With glibc's defaults, every allocation above the mmap threshold (adaptive, 32 MiB at most) is
 a fresh mapping that is returned to the kernel when freed. A network whose activations are tens
 of MiB each then touches brand-new pages on every pass: a 512x512 pass of the paper network
-takes about 130,000 page faults, about 0.45 s of kernel time on a 2-core virtual machine, and
+takes 108,000-159,000 page faults, 0.24-0.48 s of kernel time on a 2-core virtual machine, and
 the next pass takes them all again.
 
 :func:`retain_freed_memory` makes glibc serve every allocation from its heap and keep freed
 memory there, so the pages of one pass's activations are reused by the next (no page faults
-after the first pass). All threads then share that one heap (one arena): a server whose requests
+after the first pass). All threads share that one heap (one arena): a server whose requests
 run on a pool of worker threads would otherwise keep a pass's memory once per thread (the tiny
-preset at 512x512, 12 requests on 6 threads: about 590 MiB more resident with a heap per thread,
-as with glibc's defaults, and about 150 MiB with one). The cost
-is the one every caching allocator has: the process keeps the memory of its largest pass
-instead of handing it back between passes. The pipeline and the
-trainer call it when they run on the CPU; ``UPOCR_RETAIN_MEMORY=0`` turns it off. Elsewhere
-(macOS, Windows, musl) it does nothing.
+preset at 512x512, 12 requests on 6 threads: about 590 MiB more resident with a heap per
+thread, as with glibc's defaults, and about 150 MiB with one). The cost is the one every
+caching allocator has: the process keeps the memory of its largest pass instead of handing it
+back between passes. The pipeline and the trainer call it when they run on the CPU;
+``UPOCR_RETAIN_MEMORY=0`` turns it off. Elsewhere (macOS, Windows, musl) it does nothing.
 """
 
 from __future__ import annotations
@@ -36,9 +35,10 @@ TRIM_THRESHOLD = 2**31 - 1
 
 @functools.cache
 def retain_freed_memory() -> bool:
-    """Serve large allocations from glibc's heap and keep freed memory for reuse. Returns whether
-    the setting is in force. The first call decides (later calls return its answer); a no-op
-    (False) off glibc, or with ``UPOCR_RETAIN_MEMORY=0`` set at that first call."""
+    """Serve large allocations from glibc's heap, shared by all threads, and keep freed memory for
+    reuse. Returns whether the setting is in force. The first call decides (later calls return
+    its answer); a no-op (False) off glibc, or with ``UPOCR_RETAIN_MEMORY=0`` set at that first
+    call."""
     if os.environ.get("UPOCR_RETAIN_MEMORY", "1").strip().lower() in {"0", "false", "no", "off"}:
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
