@@ -38,10 +38,15 @@ print(json.dumps({{"mapped": mapped, "heap_kept": libc.mallinfo2().arena - befor
 MIB = 2**20
 
 
+def _last_line(code: str, **env) -> str:
+    """Run ``code`` in a fresh interpreter and return the last line it printed."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, **env})
+    return out.stdout.strip().splitlines()[-1]
+
+
 def _probe(setup: str, **env) -> dict:
-    out = subprocess.run([sys.executable, "-c", _PROBE.format(setup=setup)], capture_output=True, text=True,
-                         check=True, env={**os.environ, **env})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(_last_line(_PROBE.format(setup=setup), **env))
 
 
 _RETAIN = "from upocr.allocator import retain_freed_memory\napplied = retain_freed_memory()"
@@ -110,7 +115,5 @@ print(resident_mib() - base)
 for inbox in inboxes:
     inbox.put(None)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "2"})
-    growth = float(out.stdout.strip().splitlines()[-1])
+    growth = float(_last_line(code, OMP_NUM_THREADS="2"))
     assert growth < 300, f"resident memory grew by {growth:.0f} MiB over 12 requests on 6 threads"
