@@ -15,7 +15,14 @@ from reference_network import reference_forward
 from upocr import PRESETS, UPOCR
 from upocr.convert import load_official_checkpoint
 from upocr.modeling.decoder import SkipBranch
-from upocr.modeling.swinv2 import window_layout, window_partition
+from upocr.modeling.swinv2 import (
+    WindowAttention,
+    _explicit_attention,
+    explicit_attention_is_faster,
+    shift_window_mask,
+    window_layout,
+    window_partition,
+)
 from upocr.tasks import OFFICIAL_TASK_ORDER, TEXT_REMOVAL, TEXT_SEGMENTATION
 
 INPUTS = ("input_1x128x192", "input_2x96x160")
@@ -166,6 +173,34 @@ def test_attention_mask_is_cached_per_dtype_for_bfloat16_passes():
         assert low.dtype == torch.bfloat16 and full.dtype == torch.float32
         torch.testing.assert_close(low, full.to(torch.bfloat16), atol=0, rtol=0)
         assert attn.attention_mask(None, None, torch.bfloat16) is attn.attention_mask(None, None, torch.bfloat16)
+
+
+def test_explicit_attention_computes_what_the_fused_kernel_computes():
+    """8x8 float32 windows on the CPU take the explicit kernel in inference and the fused one in
+    training. Both give the same attention: the module's outputs agree to float32 rounding, the
+    two kernels to 1e-12 in float64, with the window masks broadcast over a batch of two images."""
+    torch.manual_seed(0)
+    attn = WindowAttention(32, 8, 2, 8).eval()
+    with torch.no_grad():
+        for p in (attn.q_bias, attn.v_bias, attn.logit_scale):
+            p.add_(torch.randn_like(p) * 0.5)
+    mask = shift_window_mask(16, 16, 8, 4, "cpu")  # 4 windows, 3 of them masked
+    x = torch.randn(2 * 4, 64, 32)
+    q = torch.zeros(8, 2, 64, 16)
+    with torch.no_grad():
+        assert explicit_attention_is_faster(q)
+        assert not explicit_attention_is_faster(torch.zeros(8, 2, 256, 16))  # 16x16 windows: fused
+        assert not explicit_attention_is_faster(q.bfloat16())
+        explicit = attn(x, mask, (16, 16))
+    assert not explicit_attention_is_faster(q)  # autograd on: fused
+    fused = attn(x, mask, (16, 16)).detach()
+    torch.testing.assert_close(explicit, fused, atol=2e-5, rtol=2e-5)
+
+    q, k, v = (torch.randn(8, 2, 64, 16, dtype=torch.float64) for _ in range(3))
+    window_masks = torch.randn(4, 2, 64, 64, dtype=torch.float64) + mask.double().unsqueeze(1)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=window_masks.repeat(2, 1, 1, 1),
+                                                                scale=1.0)
+    torch.testing.assert_close(_explicit_attention(q, k, v, window_masks), expected, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("size, shift", [((16, 24), 4), ((13, 7), 4), ((13, 7), 0), ((3, 5), 4), ((8, 8), 0)])

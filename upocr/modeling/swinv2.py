@@ -6,9 +6,10 @@ shift mask is built on the padded size, and the window is never shrunk for small
 
 Speed: in eval mode the continuous position bias (which depends only on the weights) is
 computed once and cached; shift masks and window layouts are cached per map size, so moving
-tokens into (padded, shifted) windows and back is one ``index_select`` each way; attention runs
-through ``F.scaled_dot_product_attention`` with q and k normalised in one pass, the logit scale
-folded into q and bias + mask as the additive attention mask.
+tokens into (padded, shifted) windows and back is one ``index_select`` each way; q and k are
+normalised in one product that also folds the logit scale into q, and attention adds bias + mask
+to the logits, through ``F.scaled_dot_product_attention`` or, for small float32 windows on the
+CPU where it is faster, through two batched matmuls (:func:`explicit_attention_is_faster`).
 """
 
 from __future__ import annotations
@@ -64,13 +65,6 @@ def shift_window_mask(height: int, width: int, window_size: int, shift: int, dev
     windows = window_partition(region, window_size).squeeze(-1)
     diff = windows.unsqueeze(1) - windows.unsqueeze(2)
     return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
-
-
-def _compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """The dtype an autocast-eligible op (here attention) computes ``t`` in."""
-    if torch.is_autocast_enabled(t.device.type):
-        return torch.get_autocast_dtype(t.device.type)
-    return t.dtype
 
 
 class WindowLayout(NamedTuple):
@@ -192,17 +186,59 @@ class WindowAttention(EvalCache, nn.Module):
         ``mask_key``: a hashable name for ``mask`` (the padded map size) to cache bias + mask under."""
         bw, n, c = x.shape
         qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, qkv_bias)
-        qkv = qkv.reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        qk = F.normalize(qkv[:2], dim=-1)  # q and k in one pass
-        q = qk[0] * torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
-        k, v = qk[1], qkv[2]
-        attn_mask = self.attention_mask(mask, mask_key, _compute_dtype(q))
-        if attn_mask.shape[0] not in (1, bw):  # one copy of the window masks per image of the batch
-            attn_mask = attn_mask.repeat(bw // attn_mask.shape[0], 1, 1, 1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
-        out = out.transpose(1, 2).reshape(bw, n, c)
-        return self.proj(out)
+        qkv = F.linear(x, self.qkv.weight, qkv_bias).view(bw, n, 3, self.num_heads, c // self.num_heads)
+        q, k = self._scaled_unit_qk(qkv)
+        v = qkv[:, :, 2].transpose(1, 2)
+        attn_mask = self.attention_mask(mask, mask_key, q.dtype)
+        if explicit_attention_is_faster(q):
+            out = _explicit_attention(q, k, v, attn_mask)
+        else:
+            if attn_mask.shape[0] not in (1, bw):  # one copy of the window masks per image of the batch
+                attn_mask = attn_mask.repeat(bw // attn_mask.shape[0], 1, 1, 1)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
+        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+
+    def _scaled_unit_qk(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q and k of ``qkv`` ``(B', N, 3, heads, d)`` as unit vectors (``F.normalize``'s eps), q
+        times the clamped logit scale, each ``(B', heads, N, d)`` in ``qkv``'s dtype. One product
+        over q and k: the reciprocal norms (at least float32, also under autocast) take the scale first, so
+        a bfloat16 q or k is rounded once; without autograd it writes both, contiguous, in the
+        layout attention reads."""
+        bw, n, _, heads, d = qkv.shape
+        qk = qkv[:, :, :2]
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().view(1, heads, 1)
+        wide = torch.promote_types(qk.dtype, torch.float32)
+        norm = torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=wide)
+        factor = norm.clamp_min(1e-12).reciprocal() * torch.cat((scale, torch.ones_like(scale))).to(wide)
+        if torch.is_grad_enabled():
+            qk = (qk * factor).to(qk.dtype).permute(2, 0, 3, 1, 4)
+            return qk[0], qk[1]
+        out = qk.new_empty((2, bw, heads, n, d))
+        torch.mul(qk, factor, out=out.permute(1, 3, 0, 2, 4))
+        return out[0], out[1]
+
+
+def explicit_attention_is_faster(q: torch.Tensor) -> bool:
+    """Whether :func:`_explicit_attention` is the better kernel for ``q``: float32 on the CPU,
+    8x8 windows (N <= 64), inference.
+
+    Measured for the UPOCR window shapes (``benchmarks/attention_kernels.py``): the fused CPU
+    kernel is built for long sequences and loses on 8x8 windows in float32; it wins on 16x16
+    windows. In bfloat16 the explicit form is faster too, but it rounds the logits to bfloat16
+    where the fused kernel keeps them in float32, which cost mask agreement with float32
+    (IoU 0.988 -> 0.977 on an example). Training keeps the fused kernel: the explicit form
+    holds the N x N weights for backward."""
+    return (q.device.type == "cpu" and q.dtype == torch.float32 and q.shape[-2] <= 64
+            and not torch.is_grad_enabled())
+
+
+def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T + mask) v`` with batched matmuls; ``attn_mask`` ``(1 or nW, heads, N, N)``
+    is broadcast over the images of the batch instead of repeated."""
+    bw, heads, n, _ = q.shape
+    attn = torch.matmul(q, k.transpose(-2, -1))
+    attn.view(-1, attn_mask.shape[0], heads, n, n).add_(attn_mask)
+    return torch.matmul(attn.softmax(-1), v)
 
 
 class SwinV2Block(nn.Module):
