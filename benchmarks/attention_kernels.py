@@ -48,7 +48,7 @@ def stage_shapes(preset: str, size: int = 512) -> list[tuple[str, int, int, int,
 
 def main() -> None:
     from upocr.allocator import retain_freed_memory
-    from upocr.modeling.swinv2 import _explicit_attention, explicit_attention_is_faster
+    from upocr.modeling.swinv2 import explicit_attention, explicit_attention_is_faster
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="small", choices=("small", "tiny"))
@@ -70,7 +70,7 @@ def main() -> None:
             with torch.inference_mode():
                 fused = _median_ms(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0),
                                    args.repeat)
-                explicit = _median_ms(lambda: _explicit_attention(q, k, v, mask), args.repeat)
+                explicit = _median_ms(lambda: explicit_attention(q, k, v, mask), args.repeat)
                 picks = "explicit" if explicit_attention_is_faster(q) else "fused"
             print(json.dumps({"preset": args.preset, "stage": stage, "dtype": dtype_name,
                               "shape": [windows, heads, n, d], "fused_ms": fused, "explicit_ms": explicit,

@@ -17,7 +17,7 @@ from upocr.convert import load_official_checkpoint
 from upocr.modeling.decoder import SkipBranch
 from upocr.modeling.swinv2 import (
     WindowAttention,
-    _explicit_attention,
+    explicit_attention,
     explicit_attention_is_faster,
     shift_window_mask,
     window_layout,
@@ -200,7 +200,7 @@ def test_explicit_attention_computes_what_the_fused_kernel_computes():
     window_masks = torch.randn(4, 2, 64, 64, dtype=torch.float64) + mask.double().unsqueeze(1)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=window_masks.repeat(2, 1, 1, 1),
                                                                 scale=1.0)
-    torch.testing.assert_close(_explicit_attention(q, k, v, window_masks), expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(explicit_attention(q, k, v, window_masks), expected, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("size, shift", [((16, 24), 4), ((13, 7), 4), ((13, 7), 0), ((3, 5), 4), ((8, 8), 0)])

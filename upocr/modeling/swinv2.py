@@ -191,7 +191,7 @@ class WindowAttention(EvalCache, nn.Module):
         v = qkv[:, :, 2].transpose(1, 2)
         attn_mask = self.attention_mask(mask, mask_key, q.dtype)
         if explicit_attention_is_faster(q):
-            out = _explicit_attention(q, k, v, attn_mask)
+            out = explicit_attention(q, k, v, attn_mask)
         else:
             if attn_mask.shape[0] not in (1, bw):  # one copy of the window masks per image of the batch
                 attn_mask = attn_mask.repeat(bw // attn_mask.shape[0], 1, 1, 1)
@@ -219,7 +219,7 @@ class WindowAttention(EvalCache, nn.Module):
 
 
 def explicit_attention_is_faster(q: torch.Tensor) -> bool:
-    """Whether :func:`_explicit_attention` is the better kernel for ``q``: float32 on the CPU,
+    """Whether :func:`explicit_attention` is the better kernel for ``q``: float32 on the CPU,
     8x8 windows (N <= 64), inference.
 
     Measured for the UPOCR window shapes (``benchmarks/attention_kernels.py``): the fused CPU
@@ -232,7 +232,7 @@ def explicit_attention_is_faster(q: torch.Tensor) -> bool:
             and not torch.is_grad_enabled())
 
 
-def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
     """``softmax(q k^T + mask) v`` with batched matmuls; ``attn_mask`` ``(1 or nW, heads, N, N)``
     is broadcast over the images of the batch instead of repeated."""
     bw, heads, n, _ = q.shape
