@@ -201,9 +201,9 @@ class WindowAttention(EvalCache, nn.Module):
     def _scaled_unit_qk(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q and k of ``qkv`` ``(B', N, 3, heads, d)`` as unit vectors (``F.normalize``'s eps), q
         times the clamped logit scale, each ``(B', heads, N, d)`` in ``qkv``'s dtype. One product
-        over q and k: the reciprocal norms (at least float32, also under autocast) take the scale first, so
-        a bfloat16 q or k is rounded once; without autograd it writes both, contiguous, in the
-        layout attention reads."""
+        over q and k: the reciprocal norms (at least float32, also under autocast) take the scale
+        first, so a bfloat16 q or k is rounded once; without autograd it writes both, contiguous,
+        in the layout attention reads."""
         bw, n, _, heads, d = qkv.shape
         qk = qkv[:, :, :2]
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().view(1, heads, 1)
