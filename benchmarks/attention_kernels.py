@@ -31,18 +31,24 @@ def _median_ms(fn, repeat: int) -> float:
 
 
 def stage_shapes(preset: str, size: int = 512) -> list[tuple[str, int, int, int, int]]:
-    """``(stage, windows, heads, N, head_dim)`` of every attention stage of ``preset``."""
-    from upocr.modeling.upocr import PRESETS
+    """``(stage, windows, heads, N, head_dim)`` of every attention stage of ``preset``, read from
+    what the first block of each stage receives in a pass at ``size`` x ``size``."""
+    from upocr import UPOCR
 
-    cfg = PRESETS[preset]
+    model = UPOCR.from_preset(preset).eval()
     shapes = []
-    dims = [cfg["embed_dim"] * 2**i for i in range(len(cfg["encoder_depths"]))]
-    for i, (dim, heads) in enumerate(zip(dims, cfg["encoder_num_heads"])):
-        side, ws = size // 4 // 2**i, cfg["encoder_window_size"]
-        shapes.append((f"encoder.{i}", (-(-side // ws)) ** 2, heads, ws * ws, dim // heads))
-    for i, heads in enumerate(cfg["decoder_num_heads"]):
-        dim, side, ws = dims[-1] // 2**i, size // 32 * 2**i, cfg["decoder_window_size"]
-        shapes.append((f"decoder.{i}", (-(-side // ws)) ** 2, heads, ws * ws, dim // heads))
+
+    def record(name):
+        def hook(attn, args):
+            windows, n, c = args[0].shape
+            shapes.append((name, windows, attn.num_heads, n, c // attn.num_heads))
+        return hook
+
+    for part in ("encoder", "decoder"):
+        for i, stage in enumerate(getattr(model, part).stages):
+            stage.blocks[0].attn.register_forward_pre_hook(record(f"{part}.{i}"))
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, size, size), model.tasks[0])
     return shapes
 
 
@@ -65,7 +71,7 @@ def main() -> None:
             q, k, v = (torch.randn(windows, heads, n, d, generator=generator) for _ in range(3))
             q = F.normalize(q, dim=-1) * 10
             k = F.normalize(k, dim=-1)
-            mask = torch.rand(1 if windows == 1 else windows, heads, n, n, generator=generator) * 16
+            mask = torch.rand(windows, heads, n, n, generator=generator) * 16
             q, k, v, mask = (t.to(dtype) for t in (q, k, v, mask))
             with torch.inference_mode():
                 fused = _median_ms(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0),

@@ -127,7 +127,7 @@ def run_case(case: str, repeat: int) -> dict:
         model = _model("small")
         with torch.inference_mode():
             timed, _ = _times({"all": lambda: model.forward_tasks(x), "one": lambda: model(x, "text-segmentation")},
-                           repeat)
+                              repeat)
         (info["seconds"], info["best_seconds"]), (info["one_task_seconds"], best_one) = timed["all"], timed["one"]
         info["ratio_to_one_task"] = info["seconds"] / info["one_task_seconds"]
         info["best_ratio_to_one_task"] = info["best_seconds"] / best_one

@@ -8,8 +8,8 @@ three scales) it reports the largest absolute difference from the official float
 
 - ``literal``: tests/reference_network.py in float32: the documented network computed op by op
   in the official order (pad, roll, partition, explicit attention logits, four skip convolutions);
-- ``model``: the converted checkpoint through ``UPOCR`` (cached window layouts, fused attention,
-  folded skips, channels-last convolutions).
+- ``model``: the converted checkpoint through ``UPOCR`` (cached window layouts, its attention
+  kernels, folded skips, channels-last convolutions).
 
 The full-resolution output of this fixture amplifies float32 rounding about 200-fold (its last
 patch split normalises 4-channel tokens of near-zero variance), so the official computation

@@ -235,7 +235,7 @@ def explicit_attention_is_faster(q: torch.Tensor) -> bool:
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
     """``softmax(q k^T + mask) v`` with batched matmuls; ``attn_mask`` ``(1 or nW, heads, N, N)``
     is broadcast over the images of the batch instead of repeated."""
-    bw, heads, n, _ = q.shape
+    heads, n = q.shape[1:3]
     attn = torch.matmul(q, k.transpose(-2, -1))
     attn.view(-1, attn_mask.shape[0], heads, n, n).add_(attn_mask)
     return torch.matmul(attn.softmax(-1), v)
