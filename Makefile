@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install browser clean training-assets
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# fonts and photos of the default model's training data (Debian packages, configs/training-packages.txt)
+training-assets:
+	@pkgs=$$(awk '!/^#/ && NF==2 {print $$2}' configs/training-packages.txt); \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
+	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; fi
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -13,7 +13,7 @@ from PIL import Image
 
 from upocr.data import synth
 from upocr.data.backgrounds import resolve_backgrounds
-from upocr.data.fonts import default_font_paths, fonts_for_split, resolve_fonts
+from upocr.data.fonts import default_font_paths, fonts_for_split, resolve_fonts, typeface
 from upocr.data.splits import partition
 from upocr.data.synth import generate_sample, get_engine, write_dataset
 from upocr.tasks import TAMPER_TARGET_COLOURS, TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION
@@ -158,9 +158,10 @@ def test_heldout_split_uses_disjoint_fonts_and_backgrounds():
     for kind in ("photos", "textures", "documents"):
         a, b = set(getattr(train.backgrounds, kind)), set(getattr(heldout.backgrounds, kind))
         assert a and b and not (a & b), kind
-    # every fifth default font is held out
-    names = [p.stem for p in default_font_paths()]
-    assert [f.name for f in heldout.fonts] == names[4::5]
+    # every fifth typeface is held out, with all its styles
+    faces = sorted({typeface(f) for f in resolve_fonts()})
+    assert {typeface(f) for f in heldout.fonts} == set(faces[4::5])
+    assert {typeface(f) for f in train.fonts}.isdisjoint(typeface(f) for f in heldout.fonts)
     # samples report sources of their own split only
     for index in range(4):
         s = generate_sample("segmentation", index, 0, size=64, split="heldout", return_layers=True)

@@ -19,6 +19,7 @@ Each kind's sources are sorted and partitioned between the ``train`` and ``heldo
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from .splits import partition
+from .splits import partition, partition_groups
 
 #: scikit-image sample photos used by default (files inside the installed ``skimage/data``).
 #: Images that contain text (``text.png``, ``page.png``), binary or synthetic drawings and one
@@ -87,13 +88,26 @@ class BackgroundCatalogue:
 
     def for_split(self, split: str) -> "BackgroundCatalogue":
         return BackgroundCatalogue(
-            photos=tuple(partition(list(self.photos), split)),
+            photos=tuple(partition_groups(list(self.photos), split, key=photo_group)),
             textures=tuple(partition(list(self.textures), split)),
             documents=tuple(partition(list(self.documents), split)),
         )
 
     def describe(self) -> dict:
         return {"photos": list(self.photos), "textures": list(self.textures), "documents": list(self.documents)}
+
+
+_VARIANT_SUFFIX = re.compile(r"([_-](\d+x\d+|portrait|nologo|preview|[dl]))+$")
+
+
+def photo_group(path: str) -> str:
+    """The picture a photo file is a variant of, so the split never puts two crops, sizes or
+    light/dark versions of one picture on both sides: the folder and the grandparent folder
+    with the file stem less size, orientation and light/dark suffixes
+    (``.../joy-theme/grub/grub-16x9.png`` and ``grub-4x3.png`` are one picture)."""
+    p = Path(path)
+    stem = _VARIANT_SUFFIX.sub("", p.stem.lower())
+    return f"{p.parent.parent.name}/{p.parent.name}/{stem}"
 
 
 def skimage_data_dir() -> Path:
@@ -109,7 +123,8 @@ def default_photo_paths() -> list[str]:
 
 
 def resolve_backgrounds(backgrounds: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> BackgroundCatalogue:
-    """A catalogue for ``backgrounds``: ``None`` for the defaults, or photo files and folders.
+    """A catalogue for ``backgrounds``: ``None`` for the defaults, or photo files and folders, and
+    the names ``default`` and ``debian`` (see :mod:`.sources`).
 
     Folders are searched recursively for images; the photos are sorted by path (the order of
     the split partition). Procedural textures and document pages are always included.
@@ -122,6 +137,11 @@ def resolve_backgrounds(backgrounds: str | os.PathLike | Iterable[str | os.PathL
         entries = [backgrounds] if isinstance(backgrounds, (str, os.PathLike)) else list(backgrounds)
         found: set[str] = set()
         for entry in entries:
+            if entry in ("default", "debian"):
+                from .sources import debian_files
+
+                found.update(default_photo_paths() if entry == "default" else debian_files("photo"))
+                continue
             path = Path(entry).expanduser()
             if not path.exists():
                 raise ValueError(f"{path}: no such background image or folder")

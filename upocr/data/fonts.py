@@ -13,6 +13,7 @@ every platform.
 from __future__ import annotations
 
 import os
+import re
 import string
 import warnings
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Iterable, Sequence
 
 from PIL import ImageFont
 
-from .splits import partition
+from .splits import partition_groups
 
 FONT_EXTENSIONS = frozenset({".ttf", ".otf", ".ttc"})
 
@@ -66,6 +67,8 @@ class FontSpec:
     path: str
     name: str
     charset: frozenset
+    #: The typographic family (from the font's name table; the file stem when it has none).
+    family: str = ""
 
     def supports(self, text: str) -> bool:
         return all(ch in self.charset for ch in text)
@@ -96,8 +99,8 @@ def default_font_paths() -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
-def _font_charset(path: str) -> frozenset:
-    """Generator characters covered by the font's character map.
+def _font_charset(path: str) -> tuple[frozenset, str]:
+    """Generator characters covered by the font's character map, and the font's family name.
 
     A non-ASCII character counts only when its glyph carries the character's standard name:
     some TeX fonts map e.g. U+00A5 (yen) to a Greek capital.
@@ -106,10 +109,14 @@ def _font_charset(path: str) -> frozenset:
         from fontTools import agl
         from fontTools.ttLib import TTFont, TTLibError
     except ImportError:  # pragma: no cover - fontTools comes with matplotlib
-        return GENERATOR_CHARACTERS
+        return GENERATOR_CHARACTERS, Path(path).stem
     try:
         font = TTFont(path, lazy=True, fontNumber=0)
         cmap = font.getBestCmap() or {}
+        names = font["name"] if "name" in font else None
+        family = None
+        if names is not None:
+            family = names.getDebugName(16) or names.getDebugName(1)  # typographic family, else legacy family
         font.close()
     except (TTLibError, OSError, KeyError, ValueError, AssertionError) as exc:
         raise ValueError(f"{path}: not a readable TrueType/OpenType font ({exc})") from exc
@@ -121,13 +128,13 @@ def _font_charset(path: str) -> frozenset:
         if not ch.isascii() and name not in (agl.UV2AGL.get(ord(ch)), f"uni{ord(ch):04X}", f"u{ord(ch):04X}"):
             continue
         chars.add(ch)
-    return frozenset(chars)
+    return frozenset(chars), (family or Path(path).stem).strip()
 
 
 @lru_cache(maxsize=1024)
 def _font_spec(path: str) -> FontSpec:
-    charset = _font_charset(path)
-    return FontSpec(path=path, name=Path(path).stem, charset=charset)
+    charset, family = _font_charset(path)
+    return FontSpec(path=path, name=Path(path).stem, charset=charset, family=family)
 
 
 def _expand(entry: str | os.PathLike) -> list[Path]:
@@ -149,7 +156,8 @@ def _expand(entry: str | os.PathLike) -> list[Path]:
 
 
 def resolve_fonts(fonts: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> list[FontSpec]:
-    """Font specs for ``fonts``: ``None`` for the defaults, or font files and folders.
+    """Font specs for ``fonts``: ``None`` for the defaults, or font files and folders, and the
+    names ``default`` and ``debian`` (see :mod:`.sources`).
 
     Folders are searched recursively. Files are kept in the order given (folders sorted), with
     duplicates removed. Fonts that cannot draw the letters and digits are skipped with a
@@ -163,7 +171,16 @@ def resolve_fonts(fonts: str | os.PathLike | Iterable[str | os.PathLike] | None 
             raise ValueError("fonts is an empty list; pass None for the default fonts")
         paths = []
         for entry in entries:
-            paths.extend(_expand(entry))
+            if entry == "default":
+                paths.extend(default_font_paths())
+            elif entry == "debian":
+                from .sources import debian_files, is_text_family
+
+                # the packages also hold fonts for other scripts: keep the Latin text faces, silently
+                paths.extend(Path(p) for p in debian_files("font")
+                             if is_text_family(_font_spec(p).family) and REQUIRED_CHARACTERS <= _font_spec(p).charset)
+            else:
+                paths.extend(_expand(entry))
     specs: list[FontSpec] = []
     seen: set[str] = set()
     skipped: list[str] = []
@@ -186,8 +203,23 @@ def resolve_fonts(fonts: str | os.PathLike | Iterable[str | os.PathLike] | None 
 
 
 def fonts_for_split(fonts: Sequence[FontSpec], split: str) -> list[FontSpec]:
-    """The fonts of ``split``: every fifth font of the list is held out (see :mod:`.splits`)."""
-    return partition(list(fonts), split)
+    """The fonts of ``split``, held out by family: the families are sorted by name and every
+    fifth one is held out (see :mod:`.splits`), with all its styles, so held-out text is in
+    typefaces training never saw (not just another weight of one it did). When every font is
+    of one family, every fifth font of the list is held out instead."""
+    return partition_groups(fonts, split, key=typeface)
+
+
+_STYLE_WORDS = re.compile(
+    r"\b(thin|extralight|light|book|medium|demi|semibold|bold|extrabold|black|heavy|cond|condensed|"
+    r"caps|smallcaps|display|slanted|unslanted|prop|dunhill|quotation)\b")
+
+
+def typeface(font: FontSpec) -> str:
+    """The design a font belongs to: its family name less weight, width and caps words, so
+    ``Go Medium`` and ``Go``, or ``Open Sans Condensed`` and ``Open Sans``, are one typeface."""
+    name = (font.family or font.name).casefold()
+    return " ".join(_STYLE_WORDS.sub(" ", name).split()) or name
 
 
 @lru_cache(maxsize=2048)

@@ -63,3 +63,15 @@ def partition(items: Sequence[T], split: str) -> list[T]:
         return list(items)
     wanted = split == HELDOUT
     return [item for i, item in enumerate(items) if is_heldout_position(i, count) == wanted]
+
+
+def partition_groups(items: Sequence[T], split: str, key) -> list[T]:
+    """The items of ``split`` when items of one group (``key(item)``) must stay together: the
+    group keys are sorted and partitioned as :func:`partition` does, and each item follows its
+    group. With a single group the items themselves are partitioned."""
+    items = list(items)
+    groups = sorted({key(item) for item in items})
+    if len(groups) < 2:
+        return partition(items, split)
+    kept = set(partition(groups, split))
+    return [item for item in items if key(item) in kept]

@@ -39,6 +39,7 @@ from ..tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, ca
 from .backgrounds import BackgroundCatalogue, make_background, resolve_backgrounds, sources_of
 from .encoding import boxes_to_labels, segmentation_target, tampering_target
 from .fonts import FontSpec, fonts_for_split, resolve_fonts
+from .sources import SOURCE_NAMES
 from .layout import Scene, add_scene_word, layout_document, layout_scene
 from .splits import HELDOUT, canonical_split
 from .tamper import REAL, TAMPERED, tamper_scene
@@ -263,7 +264,8 @@ def _paths_key(value) -> tuple[str, ...] | None:
     if value is None:
         return None
     items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
-    return tuple(str(Path(p).expanduser().resolve()) for p in items)
+    # the named source sets (upocr.data.sources) stay names; paths are made absolute
+    return tuple(p if p in SOURCE_NAMES else str(Path(p).expanduser().resolve()) for p in items)
 
 
 @lru_cache(maxsize=16)

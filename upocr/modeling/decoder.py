@@ -91,18 +91,66 @@ class OutputHead(nn.Module):
         return self.conv(self.norm(x).view(b, *size, c).permute(0, 3, 1, 2)).contiguous()
 
 
+class DetailCapture(nn.Module):
+    """Light convolutions on the input image that keep what the 4x4 patch embedding discards.
+
+    ``channels`` lists the feature widths from the finest scale up: ``(c_full, c_half)`` gives
+    features at H (two 3x3 convolutions) and at H/2 (a strided 3x3 then a 3x3), after the idea
+    of ViTMatte's detail capture module. :meth:`forward` returns them coarsest first, in the
+    order the decoder's last output heads run.
+    """
+
+    def __init__(self, in_chans: int, channels: Sequence[int]):
+        super().__init__()
+        self.stages = nn.ModuleList()
+        prev = in_chans
+        for i, ch in enumerate(channels):
+            self.stages.append(nn.Sequential(
+                nn.Conv2d(prev, ch, 3, stride=1 if i == 0 else 2, padding=1), nn.GELU(),
+                nn.Conv2d(ch, ch, 3, padding=1), nn.GELU(),
+            ))
+            prev = ch
+        self.channels = list(channels)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        features, x = [], images
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features[::-1]
+
+
+class DetailFusionHead(nn.Module):
+    """An output head that also sees the detail features of its scale: LayerNorm on tokens,
+    concatenated with the detail map, Conv3x3 -> GELU -> Conv3x3 to the output channels."""
+
+    def __init__(self, dim: int, detail_dim: int, out_chans: int):
+        super().__init__()
+        hidden = max(dim, detail_dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fuse = nn.Conv2d(dim + detail_dim, hidden, 3, padding=1)
+        self.act = nn.GELU()
+        self.conv = nn.Conv2d(hidden, out_chans, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int], detail: torch.Tensor) -> torch.Tensor:
+        b, _, c = x.shape
+        tokens = self.norm(x).view(b, *size, c).permute(0, 3, 1, 2)
+        return self.conv(self.act(self.fuse(torch.cat([tokens, detail], dim=1)))).contiguous()
+
+
 class SwinV2Decoder(nn.Module):
     """Bottleneck tokens at the lowest resolution -> outputs at H/4, H/2 and H.
 
     Stage ``i`` runs its blocks, then a :class:`PatchSplit` doubles the resolution and halves the
     channels. After the split of stage ``i < len(skips)`` the encoder map of stage
     ``n_enc - 2 - i`` is added through a conv skip branch. The last three stages each feed an
-    :class:`OutputHead`.
+    :class:`OutputHead`; with ``detail_channels`` (finest first) the last ``len(detail_channels)``
+    heads are :class:`DetailFusionHead` s fed by a :class:`DetailCapture` of the input image.
     """
 
     def __init__(self, bottleneck_dim: int, depths: Sequence[int], num_heads: Sequence[int], window_size: int,
                  pretrained_window_size: int, mlp_ratio: float, drop_path: Sequence[float], num_skips: int,
-                 out_chans: int = 3, num_outputs: int = 3):
+                 out_chans: int = 3, num_outputs: int = 3, detail_channels: Sequence[int] = ()):
         super().__init__()
         self.dims = [bottleneck_dim // 2**i for i in range(len(depths))]
         self.stages = nn.ModuleList()
@@ -115,9 +163,16 @@ class SwinV2Decoder(nn.Module):
             offset += depth
         self.skips = nn.ModuleList(SkipBranch(self.dims[i] // 2) for i in range(num_skips))
         self.first_output_stage = len(depths) - num_outputs
+        detail_channels = list(detail_channels or ())
+        if len(detail_channels) > num_outputs:
+            raise ValueError(f"detail_channels has {len(detail_channels)} entries; the decoder has {num_outputs} outputs")
+        # detail widths per output head, coarsest head first (None: a plain head)
+        head_details = [None] * (num_outputs - len(detail_channels)) + detail_channels[::-1]
         self.heads = nn.ModuleList(
-            OutputHead(self.dims[i] // 2, out_chans) for i in range(self.first_output_stage, len(depths))
+            OutputHead(self.dims[i] // 2, out_chans) if d is None else DetailFusionHead(self.dims[i] // 2, d, out_chans)
+            for i, d in zip(range(self.first_output_stage, len(depths)), head_details)
         )
+        self.num_plain_heads = num_outputs - len(detail_channels)
 
     def skip_tokens(self, skips: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The skip branches on the encoder maps (deepest first), as token sequences. They do not
@@ -128,8 +183,10 @@ class SwinV2Decoder(nn.Module):
             tokens.append(branch(f).permute(0, 2, 3, 1).reshape(b, h * w, c))  # a view for channels-last maps
         return tokens
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int], skip_tokens: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``x``: ``(B, h*w, C)`` bottleneck tokens; ``skip_tokens``: from :meth:`skip_tokens`."""
+    def forward(self, x: torch.Tensor, size: tuple[int, int], skip_tokens: Sequence[torch.Tensor],
+                details: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
+        """``x``: ``(B, h*w, C)`` bottleneck tokens; ``skip_tokens``: from :meth:`skip_tokens`;
+        ``details``: the :class:`DetailCapture` maps (coarsest first) when the decoder has detail heads."""
         outputs = []
         for i, stage in enumerate(self.stages):
             x = stage(x, size)
@@ -137,5 +194,10 @@ class SwinV2Decoder(nn.Module):
             if i < len(skip_tokens):
                 x = x + skip_tokens[i]
             if i >= self.first_output_stage:
-                outputs.append(self.heads[i - self.first_output_stage](x, size))
+                k = i - self.first_output_stage
+                head = self.heads[k]
+                if k < self.num_plain_heads:
+                    outputs.append(head(x, size))
+                else:
+                    outputs.append(head(x, size, details[k - self.num_plain_heads]))
         return outputs

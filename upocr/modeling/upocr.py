@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from safetensors.torch import load_file
 from timm.layers import trunc_normal_
 from torch import nn
 
-from ..tasks import OFFICIAL_TASK_ORDER, canonical_task, task_indices
-from .decoder import SwinV2Decoder
+from ..tasks import OFFICIAL_TASK_ORDER, TEXT_REMOVAL, canonical_task, task_indices
+from .decoder import DetailCapture, SwinV2Decoder
 from .encoder import SwinV2Encoder
 
 MODEL_CARD_TEMPLATE = """
@@ -76,6 +77,15 @@ class UPOCR(
     ``model(images, tasks)``: ``images`` float ``(B, 3, H, W)`` in [0, 1] with H, W multiples of 32;
     ``tasks`` one task name or one per image. Returns three raw outputs ``[H/4, H/2, H]``, each
     ``(B, 3, h, w)``. Every argument of the constructor is saved in config.json.
+
+    Options beyond the paper network (off by default and in the ``small`` preset, which stays the
+    official architecture):
+
+    * ``detail_channels``: widths ``(c_full, c_half)`` of a :class:`DetailCapture` path of light
+      convolutions on the input image, fused into the H and H/2 output heads, so stroke edges and
+      texture come back from the pixels rather than from 4x4 patches.
+    * ``removal_residual``: text removal predicts an edit of the input (the input, average-pooled
+      to each output's scale, is added to the raw output), so untouched pixels need no synthesis.
     """
 
     def __init__(
@@ -97,10 +107,16 @@ class UPOCR(
         tasks: Sequence[str] = OFFICIAL_TASK_ORDER,
         task_prompt: bool = True,
         img_size: int = 512,
+        detail_channels: Sequence[int] | None = None,
+        removal_residual: bool = False,
     ):
         super().__init__()
-        if len(decoder_depths) != len(encoder_depths) + 1:
-            raise ValueError("the decoder needs exactly one stage more than the encoder")
+        validate_config(embed_dim=embed_dim, encoder_depths=encoder_depths, encoder_num_heads=encoder_num_heads,
+                        encoder_window_size=encoder_window_size, decoder_depths=decoder_depths,
+                        decoder_num_heads=decoder_num_heads, decoder_window_size=decoder_window_size,
+                        mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, patch_size=patch_size,
+                        in_chans=in_chans, out_chans=out_chans, img_size=img_size,
+                        detail_channels=detail_channels)
         self.tasks = [canonical_task(t) for t in tasks]
         self.img_size = int(img_size)
         if not task_prompt and len(self.tasks) != 1:
@@ -114,7 +130,12 @@ class UPOCR(
         self.task_prompt = nn.Embedding(len(self.tasks), bottleneck_dim) if task_prompt else None
         self.decoder = SwinV2Decoder(bottleneck_dim, decoder_depths, decoder_num_heads, decoder_window_size,
                                      decoder_pretrained_window_size, mlp_ratio, dec_dpr,
-                                     num_skips=len(encoder_depths) - 1, out_chans=out_chans)
+                                     num_skips=len(encoder_depths) - 1, out_chans=out_chans,
+                                     detail_channels=detail_channels or ())
+        self.detail = DetailCapture(in_chans, detail_channels) if detail_channels else None
+        self.removal_residual = bool(removal_residual)
+        if self.removal_residual and (TEXT_REMOVAL not in self.tasks or in_chans != out_chans):
+            raise ValueError("removal_residual needs the text-removal task and as many output as input channels")
         self.apply(_init_weights)
 
     # ------------------------------------------------------------------ construction
@@ -175,19 +196,49 @@ class UPOCR(
             raise ValueError(f"image height and width must be multiples of {SIZE_MULTIPLE}, got {h}x{w}")
         return self.encoder(images)
 
-    def decode(self, features: list[torch.Tensor], prompt_indices: torch.Tensor | None) -> list[torch.Tensor]:
-        """Decoder outputs ``[H/4, H/2, H]`` for the encoder ``features`` and one prompt index per image."""
-        tokens, size = self._bottleneck(features[-1])
-        return self._decode_tokens(tokens, size, self.decoder.skip_tokens(features[-2::-1]), prompt_indices)
+    def decode(self, features: list[torch.Tensor], prompt_indices: torch.Tensor | None,
+               images: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Decoder outputs ``[H/4, H/2, H]`` for the encoder ``features`` and one prompt index per
+        image. ``images`` (the encoder's input) is needed when the model has a detail path or
+        residual removal."""
+        return self._decode_shared(self._shared(features, images), prompt_indices)
 
-    def _bottleneck(self, deepest: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _shared(self, features: list[torch.Tensor], images: torch.Tensor | None) -> dict:
+        """What every task's decoder pass reads: bottleneck tokens, skip tokens, detail maps, input."""
+        if images is None and (self.detail is not None or self.removal_residual):
+            raise ValueError("this model's decoder reads the input images: pass images=")
+        deepest = features[-1]
         b, c, h, w = deepest.shape
-        return self.bottleneck(deepest.permute(0, 2, 3, 1).reshape(b, h * w, c)), (h, w)
+        return {
+            "tokens": self.bottleneck(deepest.permute(0, 2, 3, 1).reshape(b, h * w, c)),
+            "size": (h, w),
+            "skips": self.decoder.skip_tokens(features[-2::-1]),
+            "details": self.detail(images) if self.detail is not None else (),
+            "images": images,
+        }
 
-    def _decode_tokens(self, tokens, size, skip_tokens, prompt_indices) -> list[torch.Tensor]:
+    def _decode_shared(self, shared: dict, prompt_indices: torch.Tensor | None) -> list[torch.Tensor]:
+        tokens = shared["tokens"]
         if self.task_prompt is not None:
             tokens = tokens + self.task_prompt(prompt_indices).unsqueeze(1)
-        return self.decoder(tokens, size, skip_tokens)
+        outputs = self.decoder(tokens, shared["size"], shared["skips"], shared["details"])
+        if self.removal_residual:
+            outputs = self._add_input_for_removal(outputs, shared["images"], prompt_indices)
+        return outputs
+
+    def _add_input_for_removal(self, outputs: list[torch.Tensor], images: torch.Tensor,
+                               prompt_indices: torch.Tensor | None) -> list[torch.Tensor]:
+        """Removal outputs become ``input + raw output`` at every scale (the input average-pooled)."""
+        if prompt_indices is None:
+            is_removal = images.new_ones(images.shape[0])
+        else:
+            is_removal = (prompt_indices == self.tasks.index(TEXT_REMOVAL)).to(images.dtype)
+        if not bool(is_removal.any()):
+            return outputs
+        gate = is_removal.view(-1, 1, 1, 1)
+        full = images.shape[-1]
+        return [o + gate * (F.avg_pool2d(images, full // o.shape[-1]) if o.shape[-1] != full else images).to(o.dtype)
+                for o in outputs]
 
     def prompt_indices(self, tasks: str | Sequence[str] | None, batch_size: int, device) -> torch.Tensor:
         if tasks is None:
@@ -198,21 +249,67 @@ class UPOCR(
 
     def forward(self, images: torch.Tensor, tasks: str | Sequence[str] | None = None) -> list[torch.Tensor]:
         features = self.encode(images)
-        return self.decode(features, self.prompt_indices(tasks, images.shape[0], images.device))
+        return self.decode(features, self.prompt_indices(tasks, images.shape[0], images.device), images)
 
     def forward_tasks(self, images: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, list[torch.Tensor]]:
         """All requested tasks on one batch: ``{task: [H/4, H/2, H]}``. The encoder, the bottleneck
         projection and the skip branches run once; only the prompted decoder stages run per task."""
         tasks = [canonical_task(t) for t in (tasks or self.tasks)]
-        features = self.encode(images)
-        tokens, size = self._bottleneck(features[-1])
-        skip_tokens = self.decoder.skip_tokens(features[-2::-1])
+        shared = self._shared(self.encode(images), images)
         b = images.shape[0]
-        return {t: self._decode_tokens(tokens, size, skip_tokens, self.prompt_indices(t, b, images.device))
-                for t in tasks}
+        return {t: self._decode_shared(shared, self.prompt_indices(t, b, images.device)) for t in tasks}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+#: Upper bounds that keep a config from allocating without limit (far above any real model).
+_MAX_DEPTH = 64
+_MAX_DIM = 4096
+_MAX_HEADS = 256
+_MAX_IMG_SIZE = 8192
+
+
+def validate_config(**config) -> None:
+    """Reject a configuration whose values are out of range before anything is allocated
+    (``ValueError`` naming the field): from a hand-edited or hostile config.json, a depth of
+    10**6 or a negative size must fail at once, not run the machine out of memory."""
+
+    def positive_int(name: str, value, upper: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= upper:
+            raise ValueError(f"config field {name} must be an integer in 1..{upper}, got {value!r}")
+        return value
+
+    def int_list(name: str, value, upper: int, allow_zero: bool = False) -> list[int]:
+        if not isinstance(value, (list, tuple)) or not value or len(value) > 16:
+            raise ValueError(f"config field {name} must be a list of 1 to 16 integers, got {value!r}")
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int) or not (0 if allow_zero else 1) <= v <= upper:
+                raise ValueError(f"config field {name} holds {v!r}; expected integers in 1..{upper}")
+        return list(value)
+
+    embed_dim = positive_int("embed_dim", config["embed_dim"], _MAX_DIM)
+    enc = int_list("encoder_depths", config["encoder_depths"], _MAX_DEPTH, allow_zero=True)
+    dec = int_list("decoder_depths", config["decoder_depths"], _MAX_DEPTH, allow_zero=True)
+    enc_heads = int_list("encoder_num_heads", config["encoder_num_heads"], _MAX_HEADS)
+    dec_heads = int_list("decoder_num_heads", config["decoder_num_heads"], _MAX_HEADS)
+    if len(enc_heads) != len(enc) or len(dec_heads) != len(dec):
+        raise ValueError("config: each stage needs a depth and a number of heads")
+    if len(dec) != len(enc) + 1:
+        raise ValueError("the decoder needs exactly one stage more than the encoder")
+    if embed_dim * 2 ** (len(enc) - 1) > _MAX_DIM:
+        raise ValueError(f"config: embed_dim {embed_dim} with {len(enc)} stages exceeds {_MAX_DIM} channels")
+    for name in ("encoder_window_size", "decoder_window_size", "patch_size", "in_chans", "out_chans"):
+        positive_int(name, config[name], 64)
+    positive_int("img_size", config["img_size"], _MAX_IMG_SIZE)
+    for name in ("mlp_ratio", "drop_path_rate"):
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 16:
+            raise ValueError(f"config field {name} must be a number in 0..16, got {value!r}")
+    if config.get("detail_channels"):
+        channels = int_list("detail_channels", config["detail_channels"], 256)
+        if len(channels) > 2:
+            raise ValueError("config field detail_channels takes at most two widths (full and half resolution)")
 
 
 def _init_weights(module: nn.Module) -> None:

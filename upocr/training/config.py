@@ -73,6 +73,9 @@ class TrainConfig:
         "one number for both tasks or {task: weight}"})
     vgg16_weights: str | None = field(default=None, metadata={
         "help": "local torchvision VGG16 weights: adds the perceptual and style terms to the removal loss"})
+    cpu_budget_s: float | None = field(default=None, metadata={
+        "help": "pause (checkpointed, resumable) once training has used this many seconds of the process's CPU "
+        "time, all threads summed: equal budgets for comparing runs on a shared machine"})
     # --- run
     seed: int = field(default=0, metadata={"help": "random seed (model init, data order, drop path)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 (default: CUDA when available)"})

@@ -300,6 +300,17 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
     return groups
 
 
+def copy_matching_weights(source: nn.Module, target: nn.Module) -> list[str]:
+    """Copy every tensor of ``source`` into ``target`` where name and shape match (a fine-tune
+    that adds modules, such as a detail path, keeps everything the two models share). Returns
+    the names of ``target``'s tensors that stayed freshly initialised, sorted."""
+    theirs = source.state_dict()
+    ours = target.state_dict()
+    kept = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    target.load_state_dict(kept, strict=False)
+    return sorted(set(ours) - set(kept))
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -366,6 +377,7 @@ class Trainer:
 
         checkpoint = self._load_checkpoint() if resume else None
         seed_everything(config.seed)
+        self.fresh_parameters: list[str] = []
         self.model = self._build_model(checkpoint)
         self.tasks = config.tasks
         missing = [t for t in self.tasks + list(config.val_datasets) if t not in self.model.tasks]
@@ -398,6 +410,7 @@ class Trainer:
         self.step = 0
         self.positions = {t: 0 for t in self.tasks}
         self.elapsed = 0.0
+        self.cpu_seconds = 0.0
         self.best_val: float | None = None
         self.last_val: dict | None = None
         self.images_seen = 0
@@ -476,9 +489,12 @@ class Trainer:
             return model
         if config.init_from:
             try:
-                return UPOCR.from_pretrained(config.init_from, **config.model_overrides)
+                source = UPOCR.from_pretrained(config.init_from)
+                model = UPOCR(**{**source.config, **config.model_overrides})
             except (OSError, ValueError) as error:
                 raise TrainingError(f"cannot load init_from={config.init_from!r}: {error}") from error
+            self.fresh_parameters = copy_matching_weights(source, model)
+            return model
         return UPOCR.from_preset(config.preset, **config.model_overrides)
 
     def _load_checkpoint(self) -> dict:
@@ -501,6 +517,7 @@ class Trainer:
             "rng": rng_states if rng_states is not None else [rng_state()],
             "world_size": self.world_size,
             "elapsed": self.elapsed,
+            "cpu_seconds": self.cpu_seconds,
             "images": self.images_seen,
             "best_val": self.best_val,
             "last_val": json.dumps(_json_safe(self.last_val)) if self.last_val is not None else None,
@@ -523,6 +540,7 @@ class Trainer:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
         self.elapsed = float(checkpoint.get("elapsed", 0.0))
+        self.cpu_seconds = float(checkpoint.get("cpu_seconds", 0.0))
         self.images_seen = int(checkpoint.get("images", 0))
         self.best_val = checkpoint.get("best_val")
         self.last_val = json.loads(checkpoint["last_val"]) if checkpoint.get("last_val") else None
@@ -765,6 +783,12 @@ class Trainer:
             for sig, old in previous.items():
                 signal.signal(sig, old)
 
+    def _budget_spent(self) -> bool:
+        """Whether the run has used ``cpu_budget_s`` of this process's CPU time (all its threads,
+        summed over resumes; data workers not counted)."""
+        budget = self.config.cpu_budget_s
+        return bool(budget) and self.cpu_seconds >= budget
+
     def _should_stop(self) -> bool:
         flag = self._stop_requested
         if self.world_size > 1:
@@ -785,7 +809,8 @@ class Trainer:
                 self._trim_log()
             self._log({"event": "start" if self.step == 0 else "resume", "step": self.step, "time": time.time(),
                        "world_size": self.world_size, "device": str(self.device),
-                       "hardware": self.hardware_description(), "parameters": self.model.num_parameters()})
+                       "hardware": self.hardware_description(), "parameters": self.model.num_parameters(),
+                       **({"fresh_parameters": self.fresh_parameters} if self.fresh_parameters and self.step == 0 else {})})
         images_per_step = sum(config.task_batch_size(t) for t in self.tasks) * self.world_size
         bar = None
         if self.is_main and config.progress and self.step < end:
@@ -798,7 +823,7 @@ class Trainer:
         try:
             with self._graceful_stop():
                 while self.step < end:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     used_lr = self.current_lr()
                     batches = self._next_batches()
                     stats = self.train_step(batches)
@@ -806,6 +831,7 @@ class Trainer:
                     self.images_seen += images_per_step
                     seconds = time.perf_counter() - t0
                     self.elapsed += seconds
+                    self.cpu_seconds += time.process_time() - c0
                     window["seconds"] += seconds
                     self._accumulate(window, stats)
                     if config.log_every and (self.step % config.log_every == 0 or self.step == end):
@@ -819,7 +845,7 @@ class Trainer:
                         last_val_step = self.step
                     if config.save_every and self.step % config.save_every == 0 and self.step < end:
                         self.save_checkpoint()
-                    if self.step < end and self._should_stop():
+                    if self.step < end and (self._should_stop() or self._budget_spent()):
                         stopped = True
                         break
                 if window["count"]:  # steps since the last log line (stopped between log steps)

@@ -1,0 +1,99 @@
+"""Architecture options beyond the paper network: detail path, residual removal, config checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from upocr import UPOCR
+from upocr.modeling.decoder import DetailFusionHead, OutputHead
+from upocr.training.trainer import copy_matching_weights
+
+OPTIONS = dict(detail_channels=[8, 16], removal_residual=True)
+
+
+def _tiny(**overrides) -> UPOCR:
+    torch.manual_seed(0)
+    return UPOCR.from_preset("tiny", img_size=64, drop_path_rate=0.0, **overrides)
+
+
+def test_options_are_off_in_the_presets():
+    for preset in ("small", "tiny"):
+        model = UPOCR.from_preset(preset)
+        assert model.detail is None and not model.removal_residual
+        assert all(isinstance(h, OutputHead) for h in model.decoder.heads)
+        assert model.config.get("detail_channels") is None and not model.config.get("removal_residual")
+
+
+def test_options_round_trip_through_save_and_load(tmp_path):
+    model = _tiny(**OPTIONS).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["detail_channels"] == [8, 16] and config["removal_residual"] is True
+    loaded = UPOCR.from_pretrained(tmp_path)
+    assert isinstance(loaded.decoder.heads[-1], DetailFusionHead) and loaded.removal_residual
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model(images, ["text-removal", "text-segmentation"]),
+                        loaded(images, ["text-removal", "text-segmentation"])):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_detail_path_feeds_the_two_finest_heads_from_the_pixels():
+    kinds = [type(h) for h in _tiny(detail_channels=[8, 16]).decoder.heads]
+    assert kinds == [OutputHead, DetailFusionHead, DetailFusionHead]
+    images = torch.rand(1, 3, 64, 64)
+    poked = images.clone()
+    poked[0, :, 33, 33] = 1 - poked[0, :, 33, 33]
+    changes = {}
+    for name, overrides in (("plain", {}), ("detail", {"detail_channels": [8, 16]})):
+        model = _tiny(**overrides).eval()
+        torch.nn.init.zeros_(model.encoder.patch_embed.proj.weight)  # the transformer path sees no pixels
+        with torch.no_grad():
+            changes[name] = (model(poked, "text-segmentation")[-1] - model(images, "text-segmentation")[-1]).abs()[0].sum(0)
+    assert changes["plain"].max() == 0
+    near, far = changes["detail"][29:38, 29:38], changes["detail"].clone()
+    far[17:50, 17:50] = 0
+    assert near.max() > 0 and far.max() == 0  # the pixel reaches the output around it, and only there
+
+
+def test_residual_removal_outputs_the_input_when_the_decoder_adds_nothing():
+    model = _tiny(removal_residual=True).eval()
+    for head in model.decoder.heads:  # a decoder that predicts no edit
+        torch.nn.init.zeros_(head.conv.weight)
+        torch.nn.init.zeros_(head.conv.bias)
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        outs = model(images, ["text-removal", "text-segmentation", "text-removal"])
+        both = model.forward_tasks(images, ["text-removal", "text-segmentation"])
+    torch.testing.assert_close(outs[-1][0], images[0], rtol=0, atol=0)
+    torch.testing.assert_close(outs[-1][2], images[2], rtol=0, atol=0)
+    torch.testing.assert_close(outs[0][0], torch.nn.functional.avg_pool2d(images[:1], 4)[0])
+    assert outs[-1][1].abs().max() == 0  # other tasks are not offset by the input
+    torch.testing.assert_close(both["text-removal"][-1], images, rtol=0, atol=0)
+
+
+def test_fine_tuning_with_new_modules_keeps_every_shared_weight():
+    plain = _tiny()
+    extended = _tiny(**OPTIONS)
+    fresh = copy_matching_weights(plain, extended)
+    assert fresh and all(name.startswith(("detail.", "decoder.heads.1.", "decoder.heads.2.")) for name in fresh)
+    theirs = plain.state_dict()
+    for name, value in extended.state_dict().items():
+        if name not in fresh:
+            torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("img_size", -256, "img_size"),
+    ("encoder_depths", [2, 2, 10**6, 2], "encoder_depths"),
+    ("embed_dim", 0, "embed_dim"),
+    ("decoder_num_heads", [8, 4, 2], "heads"),
+    ("detail_channels", [8, 16, 32], "detail_channels"),
+    ("mlp_ratio", "four", "mlp_ratio"),
+])
+def test_absurd_configs_are_refused_before_anything_is_allocated(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        UPOCR.from_preset("tiny", **{field: value})
