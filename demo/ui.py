@@ -95,8 +95,8 @@ _PIPELINES: dict[str, Any] = {}
 
 
 @_gpu(duration=60)
-def _gpu_run(key: str, rgb: np.ndarray, tasks: tuple[str, ...], threshold: float) -> dict:
-    return _PIPELINES[key].run_all(rgb, list(tasks), threshold=threshold)
+def _gpu_run(key: str, rgb: np.ndarray, tasks: tuple[str, ...], threshold: float, keep_background: bool = True) -> dict:
+    return _PIPELINES[key].run_all(rgb, list(tasks), threshold=threshold, preserve_background=keep_background)
 
 
 @_gpu(duration=60)
@@ -218,8 +218,10 @@ def build_demo(
     def read(path) -> np.ndarray:
         return core.read_upload(path, max_pixels=max_pixels)
 
-    def run_tasks(rgb: np.ndarray, tasks: tuple[str, ...], threshold: float = DEFAULT_SEGMENTATION_THRESHOLD) -> dict:
-        return _gpu_run(need_model(), rgb, tuple(tasks), float(threshold))
+    def run_tasks(rgb: np.ndarray, tasks: tuple[str, ...], threshold: float = DEFAULT_SEGMENTATION_THRESHOLD,
+                  keep_background: bool = True) -> dict:
+        """The pipeline's results; text removal changes only the detected text unless ``keep_background`` is off."""
+        return _gpu_run(need_model(), rgb, tuple(tasks), float(threshold), bool(keep_background))
 
     def guided_removal(rgb: np.ndarray, mask: np.ndarray):
         if not mask.any():
@@ -273,12 +275,9 @@ def build_demo(
     def ui_remove(path, keep_background: bool = True, progress=gr.Progress()):
         progress(0.1, desc="Removing text")
         rgb = read(path)
-        results = run_tasks(rgb, (TEXT_REMOVAL, TEXT_SEGMENTATION))
+        results = run_tasks(rgb, (TEXT_REMOVAL, TEXT_SEGMENTATION), keep_background=keep_background)
         out = paths.new_output_dir()
-        removal = results[TEXT_REMOVAL]
-        if keep_background:  # change only the detected text: every other pixel stays the input's
-            removal = removal.restricted_to(results[TEXT_SEGMENTATION].mask)
-        cleaned = removal.image
+        cleaned = results[TEXT_REMOVAL].image
         file = core.save_png(out, f"{core.output_stem(path)}-text-removed.png", cleaned)
         editor = core.editor_value(rgb, results[TEXT_SEGMENTATION].mask, TEXT_SEGMENTATION)
         return (rgb, cleaned), file, editor

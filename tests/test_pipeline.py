@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from upocr.io import ImageReadError
-from upocr.results import TamperingResult, TextRemovalResult, TextSegmentationResult
+from upocr.results import TamperingResult, TextRemovalResult, TextSegmentationResult, dilate_mask
 from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION
 from upocr.tiling import TileAccumulator, blend_weights, tile_windows
 
@@ -141,13 +141,19 @@ def test_guided_removal_keeps_every_pixel_outside_the_dilated_mask(micro_pipelin
     assert not np.array_equal(result.image[mask], image[mask])  # the model output is used inside
 
 
-def test_preserve_background_uses_the_model_segmentation(micro_pipeline):
+def test_removal_changes_only_the_detected_text_by_default(micro_pipeline):
     image = _photo(64, 96, seed=3)
-    result = micro_pipeline(image, TEXT_REMOVAL, preserve_background=True, threshold=0.5)
     seg = micro_pipeline(image, TEXT_SEGMENTATION, threshold=0.5)
-    assert result.mask is not None
-    assert np.array_equal(result.image[~result.mask], image[~result.mask])
-    assert result.mask[seg.mask].all()
+    assert 0 < seg.mask.sum() < seg.mask.size  # the check below is not vacuous
+    for result in (micro_pipeline(image, TEXT_REMOVAL, threshold=0.5),
+                   micro_pipeline.run_all(image, threshold=0.5)[TEXT_REMOVAL],
+                   micro_pipeline.run_all(image, [TEXT_REMOVAL], threshold=0.5)[TEXT_REMOVAL]):
+        assert result.mask is not None and result.mask[seg.mask].all()
+        outside = ~dilate_mask(seg.mask, 7)
+        assert np.array_equal(result.image[outside], image[outside])
+        assert np.array_equal(result.mask, ~outside)
+    raw = micro_pipeline(image, TEXT_REMOVAL, preserve_background=False)
+    assert raw.mask is None and not np.array_equal(raw.image[outside], image[outside])  # one option away
 
 
 def test_threshold_changes_the_mask_without_running_the_model(micro_pipeline, monkeypatch):

@@ -118,7 +118,8 @@ def measure(pipe: UPOCRPipeline, count: int, size: int, progress: bool = False, 
         image = image_to_uint8(item["image"])
         truth = ground_truth(item["target"], TEXT_REMOVAL)
         text = np.asarray(item["mask"])[0] > 0.5
-        results = pipe.run_all(image, [TEXT_REMOVAL, TEXT_SEGMENTATION])  # one pass: preserve_background's
+        # one pass: the raw output, and the default (kept to the dilated text mask) from it
+        results = pipe.run_all(image, [TEXT_REMOVAL, TEXT_SEGMENTATION], preserve_background=False)
         removal = results[TEXT_REMOVAL]
         kept = removal.restricted_to(results[TEXT_SEGMENTATION].mask)
         outputs[index] = {"input": image, "output": removal.image, "preserved": kept.image}

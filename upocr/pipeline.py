@@ -116,30 +116,33 @@ class UPOCRPipeline:
 
     def __call__(self, image: Any, task: str = TEXT_SEGMENTATION, *, mode: str | None = None,
                  threshold: float = DEFAULT_SEGMENTATION_THRESHOLD, mask: np.ndarray | None = None,
-                 preserve_background: bool = False, dilation: int = 7) -> TaskResult:
+                 preserve_background: bool = True, dilation: int = 7) -> TaskResult:
         """Run one task on one image.
 
-        ``image``: a path, bytes, a PIL image or a numpy array (any common mode). For text removal,
-        ``mask`` (``(H, W)`` bool, the input's size) limits the change to the dilated mask, and
-        ``preserve_background=True`` does the same with the model's own text segmentation.
+        ``image``: a path, bytes, a PIL image or a numpy array (any common mode). Text removal
+        changes only the detected text by default: the model's own text mask (at ``threshold``),
+        dilated by ``dilation`` pixels, and every other pixel stays the input's. ``mask``
+        (``(H, W)`` bool, the input's size) names the region to erase instead;
+        ``preserve_background=False`` returns the network's raw output for the whole image.
         """
-        task = canonical_task(task)
-        rgb = self.read(image)
-        need = [task]
-        if task == TEXT_REMOVAL and preserve_background and mask is None:
-            need.append(TEXT_SEGMENTATION)
-        outputs = self.predict_outputs(rgb, need, mode=mode)
-        if task == TEXT_REMOVAL and len(need) > 1:
-            mask = self._segmentation(outputs[TEXT_SEGMENTATION], rgb, threshold).mask
-        return self._decode(task, outputs[task], rgb, threshold=threshold, mask=mask, dilation=dilation)
+        return self.run_all(image, [task], mode=mode, threshold=threshold, mask=mask,
+                            preserve_background=preserve_background, dilation=dilation)[canonical_task(task)]
 
     def run_all(self, image: Any, tasks: str | Sequence[str] = "all", *, mode: str | None = None,
-                threshold: float = DEFAULT_SEGMENTATION_THRESHOLD) -> dict[str, TaskResult]:
-        """Every requested task on one image with a single encoder pass: ``{task: result}``."""
+                threshold: float = DEFAULT_SEGMENTATION_THRESHOLD, mask: np.ndarray | None = None,
+                preserve_background: bool = True, dilation: int = 7) -> dict[str, TaskResult]:
+        """Every requested task on one image with a single encoder pass: ``{task: result}``.
+        Text removal is kept to the detected text (or ``mask``) as in :meth:`__call__`."""
         rgb = self.read(image)
         names = [t for t in canonical_tasks(tasks) if t in self.model.tasks]
-        outputs = self.predict_outputs(rgb, names, mode=mode)
-        return {t: self._decode(t, outputs[t], rgb, threshold=threshold) for t in names}
+        if not names:
+            raise ValueError(f"this model serves {', '.join(self.model.tasks)}; none of {tasks!r}")
+        restrict = TEXT_REMOVAL in names and mask is None and preserve_background
+        run = names + ([TEXT_SEGMENTATION] if restrict and TEXT_SEGMENTATION not in names else [])
+        outputs = self.predict_outputs(rgb, run, mode=mode)
+        if restrict:
+            mask = self._segmentation(outputs[TEXT_SEGMENTATION], rgb, threshold).mask
+        return {t: self._decode(t, outputs[t], rgb, threshold=threshold, mask=mask, dilation=dilation) for t in names}
 
     def read(self, image: Any) -> np.ndarray:
         """The user's image as uint8 ``(H, W, 3)`` RGB (through :func:`upocr.io.read_image`)."""
@@ -182,12 +185,14 @@ class UPOCRPipeline:
     def _predict_resized(self, image: torch.Tensor, tasks: list[str]) -> dict[str, np.ndarray]:
         h, w = image.shape[-2:]
         s = self.size
-        small = F.interpolate(image, size=(s, s), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+        same = (h, w) == (s, s)  # no resampling at all: interpolating to the same size is not exact
+        small = image if same else F.interpolate(image, size=(s, s), mode="bicubic", align_corners=False,
+                                                 antialias=True).clamp_(0, 1)
         outs = self._run(small, tasks)
         result = {}
         for task, out in outs.items():
             mode = "bicubic" if task == TEXT_REMOVAL else "bilinear"
-            full = F.interpolate(out.cpu(), size=(h, w), mode=mode, align_corners=False)
+            full = out.cpu() if same else F.interpolate(out.cpu(), size=(h, w), mode=mode, align_corners=False)
             result[task] = full[0].permute(1, 2, 0).numpy()
         return result
 
@@ -236,8 +241,10 @@ class UPOCRPipeline:
 
 
 def _to_unit_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` -> float ``(B, 3, H, W)`` in [0, 1]."""
-    return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(0, 3, 1, 2).float().div_(255)
+    """uint8 ``(B, H, W, 3)`` -> float ``(B, 3, H, W)`` in [0, 1], contiguous: one memory layout
+    whatever the batch size or where the pixels came from, so the convolutions pick the same
+    kernels (and round the same way) for a window cut from a photo and for the whole image."""
+    return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(0, 3, 1, 2).float().div_(255).contiguous()
 
 
 def _pad_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:

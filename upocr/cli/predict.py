@@ -19,8 +19,13 @@ def register(subparsers) -> None:
     p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     p.add_argument("--output", "-o", required=True, help="output folder")
-    p.add_argument("--preserve-background", action="store_true",
-                   help="text removal: keep every pixel outside the dilated text mask identical to the input")
+    background = p.add_mutually_exclusive_group()
+    background.add_argument("--raw-removal", dest="preserve_background", action="store_false",
+                            help="text removal: write the network's output for the whole image (default: only the "
+                            "detected text changes; every pixel outside the dilated text mask stays the input's)")
+    background.add_argument("--preserve-background", dest="preserve_background", action="store_true",
+                            help="text removal: change only the detected text (the default)")
+    p.set_defaults(preserve_background=True)
     p.set_defaults(func=run)
 
 
