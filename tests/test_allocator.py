@@ -87,7 +87,8 @@ def test_requests_on_many_threads_share_one_retained_pool():
     """A server runs requests on a pool of worker threads: the memory kept for reuse is one pool
     for all of them, not one per thread. Measured: 12 requests on 6 threads (the tiny preset at
     512x512) leave about 150 MiB more resident; with a heap per thread, or with glibc's defaults
-    (UPOCR_RETAIN_MEMORY=0), about 590 MiB."""
+    (UPOCR_RETAIN_MEMORY=0), about 590 MiB. The verdict compares the two, run here one after the
+    other, so it holds however busy the host is (absolute growth moves with the host's state)."""
     code = """
 import queue, threading, numpy as np, torch
 from upocr import UPOCR
@@ -115,5 +116,8 @@ print(resident_mib() - base)
 for inbox in inboxes:
     inbox.put(None)
 """
-    growth = float(_last_line(code, OMP_NUM_THREADS="2"))
-    assert growth < 300, f"resident memory grew by {growth:.0f} MiB over 12 requests on 6 threads"
+    shared = float(_last_line(code, OMP_NUM_THREADS="2"))
+    per_thread = float(_last_line(code, OMP_NUM_THREADS="2", UPOCR_RETAIN_MEMORY="0"))
+    assert shared < 0.5 * per_thread, (
+        f"resident memory grew by {shared:.0f} MiB over 12 requests on 6 threads, against {per_thread:.0f} MiB "
+        "with glibc's per-thread defaults")
