@@ -31,7 +31,7 @@ import numpy as np
 from upocr.export import export_zip
 from upocr.io import ImageReadError, is_image_file, iter_image_files, normalize_relative_path, read_image
 from upocr.labels import DONE, REVIEWED, LabelStore, ReviewedLabelError
-from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task
+from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task, get_task
 
 from .core import UserInputError
 
@@ -321,7 +321,7 @@ class Workspace:
                 summary["failed"] += 1
                 continue
             label, cleaned = predict(rgb)
-            extra = {"threshold": threshold} if threshold is not None and self.task != TAMPERED_TEXT_DETECTION else None
+            extra = {"threshold": threshold} if threshold is not None and get_task(self.task).uses_threshold else None
             try:
                 self.store.write_label(rel, label, cleaned=cleaned, record=extra)
             except ReviewedLabelError:  # reviewed meanwhile (another tab)
@@ -337,8 +337,8 @@ class Workspace:
             raise ReviewedLabelError(
                 f"{rel} was already reviewed; tick 'Replace reviewed labels' to save over it."
             )
-        if self.task == TEXT_REMOVAL and cleaned is None:
-            raise ValueError("text removal labels need the cleaned image")
+        if get_task(self.task).has_cleaned_image and cleaned is None:
+            raise ValueError(f"{self.task} labels need the cleaned image")
         return self.store.mark_reviewed(rel, label, cleaned=cleaned, overwrite=overwrite)
 
     def export(self, zip_path: Path, *, include_images: bool = False) -> dict:

@@ -19,14 +19,12 @@ import numpy as np
 from PIL import Image
 
 from upocr.io import read_image, save_png_atomic
-from upocr.labels import label_classes
-from upocr.tasks import TAMPERED_TEXT_DETECTION, canonical_task
+from upocr.tasks import TAMPERED_TEXT_DETECTION, get_task
+from upocr.tasks.removal import TEXT_COLOUR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 
-#: Colour of text in overlays and in the editor's mask layer (a pink red that reads on grey).
-TEXT_COLOUR = (255, 40, 110)
 #: Alpha of a label painted into the editor layer (the image stays visible under it).
 LAYER_ALPHA = 150
 #: Layer pixels with at least this alpha count as painted (brush edges are anti-aliased).
@@ -161,12 +159,12 @@ def mask_overlay(rgb: np.ndarray, mask: np.ndarray, opacity: float = 0.6,
 
 def tamper_legend_colours() -> dict[str, str]:
     """AnnotatedImage colour map: class name -> hex colour (same colours as the library's overlay)."""
-    return {c.name: "#%02x%02x%02x" % c.colour for c in label_classes(TAMPERED_TEXT_DETECTION) if c.value}
+    return {c.name: "#%02x%02x%02x" % c.colour for c in get_task(TAMPERED_TEXT_DETECTION).classes if c.value}
 
 
 def tamper_annotations(labels: np.ndarray) -> list[tuple[np.ndarray, str]]:
     """``[(mask, class name)]`` for gr.AnnotatedImage (real text, tampered text)."""
-    classes = [c for c in label_classes(TAMPERED_TEXT_DETECTION) if c.value]
+    classes = [c for c in get_task(TAMPERED_TEXT_DETECTION).classes if c.value]
     return [((labels == c.value).astype(np.float32), c.name) for c in classes]
 
 
@@ -184,25 +182,17 @@ def regions_table(result: Any, min_area: int = 16) -> list[list[Any]]:
 # ------------------------------------------------------------------------------------------
 
 
-def _class_colours(task: str) -> dict[int, tuple[int, int, int]]:
-    task = canonical_task(task)
-    if task == TAMPERED_TEXT_DETECTION:
-        return {c.value: c.colour for c in label_classes(task) if c.value}
-    return {1: TEXT_COLOUR}
-
-
 def brush_colours(task: str) -> list[str]:
-    return ["#%02x%02x%02x" % colour for colour in _class_colours(task).values()]
+    return ["#%02x%02x%02x" % colour for colour in get_task(task).colours.values()]
 
 
 def label_to_layer(label: np.ndarray, task: str, alpha: int = LAYER_ALPHA) -> np.ndarray:
     """An RGBA layer painting ``label`` (bool mask, or 0/1/2 class map for tampering)."""
-    arr = np.asarray(label)
-    values = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
+    spec = get_task(task)
+    values = spec.decode_label(spec.encode_label(label))  # any mask or class map -> class values
     layer = np.zeros(values.shape + (4,), np.uint8)
-    for value, colour in _class_colours(task).items():
-        where = values == value if canonical_task(task) == TAMPERED_TEXT_DETECTION else values != 0
-        layer[where] = (*colour, alpha)
+    for value, colour in spec.colours.items():
+        layer[values == value] = (*colour, alpha)
     return layer
 
 
@@ -246,13 +236,12 @@ def label_from_editor(value: dict | None, task: str, shape: tuple[int, int]) -> 
         raise UserInputError("The editor is empty: run the model (or load an image) first.")
     layers = [_as_rgba(layer) for layer in (value.get("layers") or [])]
     layers = [_fit(layer, shape) for layer in layers if layer is not None]
-    task = canonical_task(task)
-    if task != TAMPERED_TEXT_DETECTION:
+    colours = get_task(task).colours
+    if len(colours) == 1:  # a text mask: whatever is painted is text
         mask = np.zeros(shape, bool)
         for layer in layers:
             mask |= layer[..., 3] >= PAINTED_ALPHA
         return mask
-    colours = _class_colours(task)
     values = np.array(list(colours.keys()), np.uint8)
     palette = np.array(list(colours.values()), np.float32)
     labels = np.zeros(shape, np.uint8)

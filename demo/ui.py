@@ -28,6 +28,7 @@ from upocr.tasks import (
     TAMPERED_TEXT_DETECTION,
     TEXT_REMOVAL,
     TEXT_SEGMENTATION,
+    get_task,
 )
 
 from . import core
@@ -477,12 +478,8 @@ def build_demo(
 
     def _predictor(task: str, threshold: float):
         def predict(rgb: np.ndarray):
-            if task == TEXT_REMOVAL:
-                results = run_tasks(rgb, (TEXT_REMOVAL, TEXT_SEGMENTATION), threshold)
-                return results[TEXT_SEGMENTATION].mask, results[TEXT_REMOVAL].image
-            if task == TEXT_SEGMENTATION:
-                return run_tasks(rgb, (TEXT_SEGMENTATION,), threshold)[TEXT_SEGMENTATION].mask, None
-            return run_tasks(rgb, (TAMPERED_TEXT_DETECTION,))[TAMPERED_TEXT_DETECTION].labels, None
+            spec = get_task(task)
+            return spec.label_of(run_tasks(rgb, spec.labelled_from, threshold))
         return predict
 
     @_guard
@@ -509,7 +506,7 @@ def build_demo(
         rgb = ws.read_image(rel)
         label = core.label_from_editor(editor, ws.task, rgb.shape[:2])
         cleaned = None
-        if ws.task == TEXT_REMOVAL:
+        if get_task(ws.task).has_cleaned_image:
             progress(0.2, desc="Erasing inside the mask")
             cleaned = guided_removal(rgb, label).image if label.any() else rgb
         with ws.lock:

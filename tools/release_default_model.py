@@ -105,7 +105,9 @@ def measure(pipe: UPOCRPipeline, count: int, size: int, progress: bool = False, 
     """Release metrics on ``count`` held-out scenes per task, rendered at ``size`` with the
     held-out part of ``fonts`` and ``backgrounds`` (``None``: the engine's defaults)."""
     report: dict = {"held_out": {"split": "heldout", "seed": RELEASE_SEED, "count": count, "size": size,
-                                 "mode": pipe.mode, "fonts": fonts, "backgrounds": backgrounds}}
+                                 "mode": pipe.mode}}
+    sources = {"fonts": fonts, "backgrounds": backgrounds}
+    report["held_out"].update({k: v for k, v in sources.items() if v is not None})  # the defaults go unsaid
     sets = {t: SyntheticDataset(t, seed=RELEASE_SEED, length=count, size=size, split="heldout", fonts=fonts,
                                 backgrounds=backgrounds) for t in TASKS}
 

@@ -62,13 +62,7 @@ from .labels import (
     label_relpath,
     merge_manifests,
 )
-from .tasks import (
-    DEFAULT_SEGMENTATION_THRESHOLD,
-    TAMPERED_TEXT_DETECTION,
-    TEXT_REMOVAL,
-    TEXT_SEGMENTATION,
-    canonical_task,
-)
+from .tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -288,21 +282,15 @@ def _plan(items: Sequence[tuple[Path, str]], mine: Sequence[tuple[Path, str]], s
         if key in collisions:
             skips.append((key, collisions[key]))
             continue
-        if status == DONE and not config.overwrite_unreviewed and _files_exist(store, key):
+        if status == DONE and not config.overwrite_unreviewed and store.files_exist(key):
             already += 1
             if (record.get("model", model) != model or record.get("revision", config.revision) != config.revision
-                    or (config.task != TAMPERED_TEXT_DETECTION
+                    or (get_task(config.task).uses_threshold
                         and record.get("threshold", config.threshold) != config.threshold)):
                 other += 1
             continue
         todo.append((path, key))
     return _Plan(todo, skips, kept, already, other)
-
-
-def _files_exist(store: LabelStore, rel: str) -> bool:
-    if not store.label_path(rel).is_file():
-        return False
-    return store.task != TEXT_REMOVAL or store.cleaned_path(rel).is_file()
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,21 +318,8 @@ class _Tally:
 
 
 def _needed_tasks(pipe: Any, task: str) -> list[str]:
-    if task == TEXT_REMOVAL and TEXT_SEGMENTATION in pipe.tasks:
-        return [TEXT_REMOVAL, TEXT_SEGMENTATION]  # one encoder pass gives the text mask too
-    return [task]
-
-
-def _label_arrays(task: str, results: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The label (and for text removal the cleaned image) from the pipeline's results."""
-    if task == TEXT_SEGMENTATION:
-        return results[task].mask, None
-    if task == TAMPERED_TEXT_DETECTION:
-        return results[task].labels, None
-    removal = results[TEXT_REMOVAL]
-    segmentation = results.get(TEXT_SEGMENTATION)
-    mask = segmentation.mask if segmentation is not None else removal.changed_mask()
-    return mask, removal.image
+    """The tasks to run for labelling ``task`` (those of them the model serves; one encoder pass)."""
+    return [t for t in get_task(task).labelled_from if t == task or t in pipe.tasks]
 
 
 def _reason(error: BaseException) -> str:
@@ -378,7 +353,7 @@ class _Labeller:
 
     def write(self, rel: str, rgb_shape: tuple[int, ...], results: dict[str, Any]) -> None:
         try:
-            label, cleaned = _label_arrays(self.config.task, results)
+            label, cleaned = get_task(self.config.task).label_of(results)
             record = dict(self.extra, width=int(rgb_shape[1]), height=int(rgb_shape[0]))
             self.store.write_label(rel, label, cleaned=cleaned, record=record)
         except ReviewedLabelError:
@@ -507,7 +482,7 @@ def label_files(pipe: Any, items: Sequence[tuple[Path, str]], output_dir: str | 
     summary = LabelSummary(task=config.task, total=len(mine), kept_reviewed=plan.kept_reviewed,
                            already_done=plan.already_done, other_settings=plan.other_settings)
     extra: dict[str, Any] = {"revision": config.revision, "mode": config.mode or getattr(pipe, "mode", None)}
-    if config.task != TAMPERED_TEXT_DETECTION:
+    if get_task(config.task).uses_threshold:
         extra["threshold"] = config.threshold
     if world_size > 1:
         extra["rank"] = rank

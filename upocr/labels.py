@@ -46,12 +46,8 @@ import numpy as np
 from PIL import Image
 
 from .io import atomic_write_text, normalize_relative_path, safe_relative_output, save_png_atomic
-from .tasks import (
-    TAMPER_CLASSES,
-    TAMPERED_TEXT_DETECTION,
-    TEXT_REMOVAL,
-    canonical_task,
-)
+from .tasks import canonical_task, get_task
+from .tasks.base import LabelClass
 
 __all__ = [
     "MASKS_DIR",
@@ -89,35 +85,9 @@ FAILED = "failed"
 SKIPPED = "skipped"
 STATUSES: tuple[str, ...] = (DONE, REVIEWED, FAILED, SKIPPED)
 
-# Tampering colours match the overlay in upocr.results (real text green, tampered text red).
-_TAMPER_COLOURS = {0: (0, 0, 0), 1: (30, 200, 80), 2: (230, 40, 40)}
-
-
-@dataclass(frozen=True)
-class LabelClass:
-    """One class of a label: its value in class maps and exports, its value in the PNG files
-    under ``masks/`` and the colour used to show it."""
-
-    value: int
-    name: str
-    png_value: int
-    colour: tuple[int, int, int]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "name": self.name, "png_value": self.png_value, "colour": list(self.colour)}
-
-
 def label_classes(task: str) -> tuple[LabelClass, ...]:
     """The classes of ``task``'s labels, background (value 0) first."""
-    task = canonical_task(task)
-    if task == TAMPERED_TEXT_DETECTION:
-        return tuple(
-            LabelClass(value, TAMPER_CLASSES[value], value, _TAMPER_COLOURS[value]) for value in range(3)
-        )
-    return (
-        LabelClass(0, "background", 0, (0, 0, 0)),
-        LabelClass(1, "text", 255, (255, 255, 255)),
-    )
+    return get_task(task).classes
 
 
 def encode_label(task: str, label: np.ndarray) -> np.ndarray:
@@ -126,32 +96,12 @@ def encode_label(task: str, label: np.ndarray) -> np.ndarray:
     Segmentation and removal take a boolean or integer mask (non-zero = text) and give 0/255.
     Tampering takes an integer label map with values 0, 1, 2 and keeps the values.
     """
-    task = canonical_task(task)
-    arr = np.asarray(label)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise ValueError(f"a {task} label must be an (H, W) array, got shape {arr.shape}")
-    if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"a {task} label must be a boolean or integer array, got {arr.dtype}")
-    if task == TAMPERED_TEXT_DETECTION:
-        low, high = int(arr.min()), int(arr.max())
-        if low < 0 or high > 2:
-            raise ValueError(
-                f"a tampering label map holds 0 (background), 1 (real text) and 2 (tampered text); "
-                f"got values in [{low}, {high}]"
-            )
-        return np.ascontiguousarray(arr.astype(np.uint8))
-    return (arr != 0).astype(np.uint8) * 255
+    return get_task(task).encode_label(label)
 
 
 def decode_label(task: str, png: np.ndarray) -> np.ndarray:
     """Class values (``uint8`` ``(H, W)``: 0/1 or 0/1/2) from the PNG content of a label."""
-    task = canonical_task(task)
-    arr = np.asarray(png)
-    if task == TAMPERED_TEXT_DETECTION:
-        return np.clip(arr, 0, 2).astype(np.uint8)
-    return (arr >= 128).astype(np.uint8)
+    return get_task(task).decode_label(png)
 
 
 def label_relpath(relative_path: str | os.PathLike, folder: str = MASKS_DIR) -> str:
@@ -502,11 +452,13 @@ class LabelStore:
     def is_done(self, relative_path: str | os.PathLike) -> bool:
         """Whether the file has a label (status done or reviewed) and its files exist."""
         found = self.record(relative_path)
-        if not found or found["status"] not in (DONE, REVIEWED):
-            return False
+        return bool(found) and found["status"] in (DONE, REVIEWED) and self.files_exist(relative_path)
+
+    def files_exist(self, relative_path: str | os.PathLike) -> bool:
+        """Whether the label's files (and for removal the cleaned image) are on disk."""
         if not self.label_path(relative_path).is_file():
             return False
-        return self.task != TEXT_REMOVAL or self.cleaned_path(relative_path).is_file()
+        return not get_task(self.task).has_cleaned_image or self.cleaned_path(relative_path).is_file()
 
     def is_reviewed(self, relative_path: str | os.PathLike) -> bool:
         found = self.record(relative_path)
@@ -606,11 +558,11 @@ class LabelStore:
     def _write_files(self, rel: str, label: np.ndarray, cleaned: np.ndarray | None) -> dict:
         png = encode_label(self.task, label)
         fields: dict[str, Any] = {"label": label_relpath(rel, MASKS_DIR)}
-        if self.task == TEXT_REMOVAL:
-            if cleaned is None:
-                raise ValueError("a text removal label needs the cleaned image (cleaned=...)")
+        has_cleaned = get_task(self.task).has_cleaned_image
+        if has_cleaned and cleaned is None:
+            raise ValueError(f"a {self.task} label needs the cleaned image (cleaned=...)")
         if cleaned is not None:
-            if self.task != TEXT_REMOVAL:
+            if not has_cleaned:
                 raise ValueError(f"cleaned images belong to text removal labels, not {self.task}")
             rgb = np.asarray(cleaned)
             if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -670,12 +622,12 @@ class LabelStore:
                 if not self.label_path(rel).is_file():
                     raise FileNotFoundError(f"{rel}: there is no label on disk to approve")
                 fields: dict[str, Any] = {"label": label_relpath(rel, MASKS_DIR)}
-                if self.task == TEXT_REMOVAL:
+                if get_task(self.task).has_cleaned_image:
                     if cleaned is not None:
                         save_png_atomic(self.cleaned_path(rel), self._check_cleaned(cleaned, self.read_label(rel).shape))
                     fields["cleaned"] = label_relpath(rel, CLEANED_DIR)
             else:
-                if self.task == TEXT_REMOVAL and cleaned is None and self.cleaned_path(rel).is_file():
+                if get_task(self.task).has_cleaned_image and cleaned is None and self.cleaned_path(rel).is_file():
                     cleaned = self.read_cleaned(rel)
                 fields = self._write_files(rel, label, cleaned)
             return self._append(rel, REVIEWED, record, fields)

@@ -19,26 +19,18 @@ import torch.nn.functional as F
 from .allocator import retain_freed_memory
 from .io import read_image
 from .modeling import SIZE_MULTIPLE, UPOCR
-from .results import (
-    TamperingResult,
-    TaskResult,
-    TextRemovalResult,
-    TextSegmentationResult,
-)
+from .results import TaskResult, TextSegmentationResult
 from .tasks import (
     DEFAULT_SEGMENTATION_THRESHOLD,
-    TAMPERED_TEXT_DETECTION,
     TEXT_REMOVAL,
     TEXT_SEGMENTATION,
     canonical_task,
     canonical_tasks,
+    get_task,
 )
 from .tiling import TileAccumulator, blend_weights, tile_windows
 
 MODES = ("resize", "tile", "auto")
-#: Tampering scores are a softmax of the raw outputs at this temperature: their argmax is the
-#: official decoding (argmax over the channels), and a clean one-hot output scores about 1.
-TAMPERING_TEMPERATURE = 0.1
 #: Folder of the project's bundled default weights (config.json + model.safetensors).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "upocr-tiny"
 #: Environment variable naming a Hub repo id or folder to use instead of the bundled weights.
@@ -191,7 +183,7 @@ class UPOCRPipeline:
         outs = self._run(small, tasks)
         result = {}
         for task, out in outs.items():
-            mode = "bicubic" if task == TEXT_REMOVAL else "bilinear"
+            mode = "bicubic" if get_task(task).target_is_image else "bilinear"
             full = out.cpu() if same else F.interpolate(out.cpu(), size=(h, w), mode=mode, align_corners=False)
             result[task] = full[0].permute(1, 2, 0).numpy()
         return result
@@ -219,25 +211,14 @@ class UPOCRPipeline:
                     acc[task].add(win, arr[k], weights)
         return {t: a.result()[:h, :w] for t, a in acc.items()}
 
-    def _decode(self, task: str, output: np.ndarray, rgb: np.ndarray, *, threshold: float,
+    @staticmethod
+    def _decode(task: str, output: np.ndarray, rgb: np.ndarray, *, threshold: float,
                 mask: np.ndarray | None = None, dilation: int = 7) -> TaskResult:
-        if task == TEXT_REMOVAL:
-            cleaned = (np.clip(output, 0, 1) * 255 + 0.5).astype(np.uint8)
-            result = TextRemovalResult(image=cleaned, original=rgb, raw=cleaned)
-            return result if mask is None else result.restricted_to(mask, dilation)
-        if task == TEXT_SEGMENTATION:
-            return self._segmentation(output, rgb, threshold)
-        if task == TAMPERED_TEXT_DETECTION:
-            logits = output / TAMPERING_TEMPERATURE
-            scores = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            scores /= scores.sum(axis=-1, keepdims=True)
-            return TamperingResult(probabilities=scores.astype(np.float32), original=rgb)
-        raise ValueError(f"unknown task {task!r}")
+        return get_task(task).decode(output, rgb, threshold=threshold, mask=mask, dilation=dilation)
 
     @staticmethod
     def _segmentation(output: np.ndarray, rgb: np.ndarray, threshold: float) -> TextSegmentationResult:
-        probability = np.clip(output.mean(axis=-1), 0, 1).astype(np.float32)
-        return TextSegmentationResult(probability=probability, original=rgb, threshold=float(threshold))
+        return get_task(TEXT_SEGMENTATION).decode(output, rgb, threshold=threshold)
 
 
 def _to_unit_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 
 from ..io import ImageReadError, iter_image_files, read_image
-from ..tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task
+from ..tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task, get_task
 from .encoding import boxes_to_labels, segmentation_target, tampering_target
 from .transforms import PairTransform, default_rng, random_crop, to_item
 
@@ -468,7 +468,7 @@ class LabelsDataset(PairDataset):
                 continue
             if not store.label_path(rel).is_file():
                 continue
-            if store.task == TEXT_REMOVAL and not store.cleaned_path(rel).is_file():
+            if get_task(store.task).has_cleaned_image and not store.cleaned_path(rel).is_file():
                 continue
             if not (self.root / rel).is_file():
                 continue
@@ -482,13 +482,13 @@ class LabelsDataset(PairDataset):
         image = read_image(self.root / rel)
         classes = self.store.read_class_map(rel)
         _check_same_size(rel, image, classes, "label", self.store.label_path(rel))
-        if self.task == TEXT_SEGMENTATION:
-            return image, segmentation_target(classes == 1), (classes == 1).astype(np.uint8) * 255
-        if self.task == TAMPERED_TEXT_DETECTION:
-            return image, tampering_target(classes), (classes > 0).astype(np.uint8) * 255
-        cleaned = self.store.read_cleaned(rel)
-        _check_same_size(rel, image, cleaned, "cleaned image", self.store.cleaned_path(rel))
-        return image, cleaned, (classes == 1).astype(np.uint8) * 255
+        task = get_task(self.task)
+        cleaned = None
+        if task.has_cleaned_image:
+            cleaned = self.store.read_cleaned(rel)
+            _check_same_size(rel, image, cleaned, "cleaned image", self.store.cleaned_path(rel))
+        target, mask = task.training_pair(classes, cleaned)
+        return image, target, mask
 
 
 # --------------------------------------------------------------------------------------------

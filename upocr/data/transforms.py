@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..tasks import TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task
+from ..tasks import canonical_task, get_task
 from .encoding import IGNORE_BYTE
 
 
@@ -79,7 +79,7 @@ class PairTransform:
 
     @property
     def target_is_image(self) -> bool:
-        return self.task == TEXT_REMOVAL
+        return get_task(self.task).target_is_image
 
     @property
     def target_fill(self) -> int:
@@ -104,7 +104,7 @@ class PairTransform:
             image, target, mask = self._crop(rng, image, target, mask)
         if rng.random() < self.hflip:
             image, target, mask = image[:, ::-1], target[:, ::-1], mask[:, ::-1]
-        if self.task == TEXT_SEGMENTATION and self.colour_jitter > 0:
+        if get_task(self.task).colour_jitter and self.colour_jitter > 0:
             image = jitter_colours(rng, image, self.colour_jitter)
         return np.ascontiguousarray(image), np.ascontiguousarray(target), np.ascontiguousarray(mask)
 

@@ -24,12 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tasks import IGNORE_VALUE, TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task
-from .metrics import IGNORE_LABEL, RemovalMetrics, SegmentationMetrics, TamperingMetrics
-
-#: A target pixel is "ignore" when every channel lies within this of 128/255.
-IGNORE_TOLERANCE = 1e-3
-
+from ..tasks import canonical_task, get_task
 
 def _numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
@@ -63,27 +58,9 @@ def image_to_uint8(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _ignore_pixels(target_hwc: np.ndarray) -> np.ndarray:
-    return (np.abs(target_hwc.astype(np.float64) - IGNORE_VALUE) < IGNORE_TOLERANCE).all(axis=-1)
-
-
 def ground_truth(target: Any, task: str) -> np.ndarray:
     """Task-encoded target -> ground truth (see module docs). Labels use 255 for ignore."""
-    task = canonical_task(task)
-    t = _hwc(target)
-    if t.dtype == np.uint8:
-        t = t.astype(np.float64) / 255.0
-    if task == TEXT_REMOVAL:
-        return image_to_uint8(t)
-    ignore = _ignore_pixels(t)
-    if task == TEXT_SEGMENTATION:
-        labels = (t.astype(np.float64).mean(axis=-1) > 0.5).astype(np.uint8)
-    elif task == TAMPERED_TEXT_DETECTION:
-        labels = t.argmax(axis=-1).astype(np.uint8)
-    else:  # pragma: no cover - canonical_task guards this
-        raise ValueError(task)
-    labels[ignore] = IGNORE_LABEL
-    return labels
+    return get_task(task).ground_truth(_hwc(target))
 
 
 def _iterate(items: Any) -> Iterable[Any]:
@@ -149,12 +126,8 @@ def evaluate(
     the dataset metrics still come from the single accumulated confusion).
     """
     task = canonical_task(task)
-    if task == TEXT_REMOVAL:
-        acc: Any = RemovalMetrics(official=official)
-    elif task == TEXT_SEGMENTATION:
-        acc = SegmentationMetrics()
-    else:
-        acc = TamperingMetrics()
+    spec = get_task(task)
+    acc = spec.metrics(official=official)
 
     total = None
     if hasattr(dataset_items, "__len__"):
@@ -173,21 +146,9 @@ def evaluate(
             raise ValueError(f"{name}: item is for task {item_task!r}, evaluating {task!r}")
         image = image_to_uint8(item["image"])
         gt = ground_truth(item["target"], task)
-        result = predict(image, task)
-        if task == TEXT_REMOVAL:
-            pred = np.asarray(result.image)
-            _check_size(name, pred, gt.shape, "image")
-            scores = acc.update(pred, gt, name=name)
-        elif task == TEXT_SEGMENTATION:
-            pred = np.asarray(result.mask).astype(bool)
-            _check_size(name, pred, gt.shape, "mask")
-            conf = acc.update(pred, gt)
-            scores = SegmentationMetrics.scores_from_confusion(conf)
-        else:
-            pred = np.asarray(result.labels)
-            _check_size(name, pred, gt.shape, "label map")
-            conf = acc.update(pred, gt)
-            scores = TamperingMetrics.scores_from_confusion(conf)
+        pred, what = spec.scored(predict(image, task))
+        _check_size(name, pred, gt.shape, what)
+        scores = spec.score(acc, pred, gt, name)
         if per_image:
             records.append({"name": name, **scores})
         count += 1
@@ -201,8 +162,9 @@ def evaluate(
         "metrics": metrics,
         "definitions": "official" if official else "standard",
     }
-    if task == TEXT_REMOVAL:
-        out["notes"] = "FID is not computed (it needs Inception weights, which are not shipped)."
+    notes = getattr(acc, "notes", None)
+    if notes:
+        out["notes"] = notes
     if per_image:
         out["per_image"] = records
     return json_safe(out)

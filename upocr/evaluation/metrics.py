@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ..tasks.base import IGNORE_LABEL  # 255: ignore this pixel
+
 MSSSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -49,7 +51,6 @@ EP_THRESHOLD = 20.0
 #: Denominator of pEPs / pCEPs in the official evaluation code.
 OFFICIAL_EP_PIXELS = 512 * 512
 MAX_PSNR = 100.0
-IGNORE_LABEL = 255
 
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
@@ -212,6 +213,8 @@ class RemovalMetrics:
     """
 
     KEYS = ("psnr", "mse", "mssim", "age", "peps", "pceps")
+    #: Said alongside the scores (what the metrics leave out).
+    notes = "FID is not computed (it needs Inception weights, which are not shipped)."
 
     def __init__(self, official: bool = False):
         self.official = bool(official)

@@ -1,7 +1,7 @@
-"""The three pixel-level OCR tasks and how each is encoded as an image.
+"""Task names, their aliases, the official prompt order and the pixel codes of the targets.
 
 Every task is image-to-image: the network reads an RGB image in [0, 1] and writes a 3-channel
-image in [0, 1]. This module owns the names, the official prompt indices and the pixel codes.
+image in [0, 1]. Free of numpy and torch, so the command line can import it cheaply.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ TAMPER_TARGET_COLOURS: tuple[tuple[int, int, int], ...] = ((255, 0, 0), (0, 255,
 
 #: Target value that means "ignore this pixel" in segmentation and tampering targets (128/255).
 IGNORE_VALUE = 128 / 255
+#: Target values closer than this to :data:`IGNORE_VALUE` (in every channel) are ignored.
+IGNORE_TOLERANCE = 1e-3
 
 
 def canonical_task(name: str) -> str:
