@@ -39,6 +39,8 @@ class Task:
     """One pixel-level OCR task. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
+    #: A few letters for progress bars.
+    short_name: ClassVar[str]
     #: The classes of the task's labels, background (value 0) first.
     classes: ClassVar[tuple[LabelClass, ...]]
     #: Whether a label also carries the text-free image (``cleaned/``).
@@ -104,6 +106,13 @@ class Task:
 
     def prediction(self, output: np.ndarray, threshold: float) -> np.ndarray:
         """What the metrics score, from a final-scale output ``(3, H, W)`` (clamped to [0, 1])."""
+        raise NotImplementedError
+
+    #: The metric that training validation reports for this task.
+    validation_metric: ClassVar[str]
+
+    def loss(self, outputs: list, batch: Mapping, vgg=None, **options):
+        """This task's training loss on the multi-scale ``outputs`` (see :mod:`upocr.training.losses`)."""
         raise NotImplementedError
 
     def metrics(self, official: bool = False):

@@ -76,10 +76,20 @@ class TextRemovalResult:
 
 class TextRemoval(Task):
     name = TEXT_REMOVAL
+    short_name = "rem"
     classes = TEXT_CLASSES
     has_cleaned_image = True
     target_is_image = True
     labelled_from = (TEXT_REMOVAL, TEXT_SEGMENTATION)  # one encoder pass gives the text mask too
+    validation_metric = "psnr"
+
+    def loss(self, outputs, batch, vgg=None, **options):
+        """The official multi-scale masked L1 (and, with ``vgg``, the perceptual and style terms)."""
+        from ..training.losses import removal_loss
+
+        if batch.get("mask") is None:
+            raise ValueError("the text removal loss needs batch['mask'] (1 = text)")
+        return removal_loss(outputs, batch["target"], batch["mask"], batch["image"], vgg=vgg, **options)
 
     def decode(self, output, rgb, *, threshold, mask=None, dilation=7) -> TextRemovalResult:
         cleaned = (np.clip(output, 0, 1) * 255 + 0.5).astype(np.uint8)

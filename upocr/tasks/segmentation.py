@@ -56,9 +56,17 @@ def segmentation_target(text: np.ndarray, ignore: np.ndarray | None = None) -> n
 
 class TextSegmentation(Task):
     name = TEXT_SEGMENTATION
+    short_name = "seg"
     classes = TEXT_CLASSES
     colour_jitter = True
     labelled_from = (TEXT_SEGMENTATION,)
+    validation_metric = "fgiou"
+
+    def loss(self, outputs, batch, vgg=None, **options):
+        """Smooth-L1 on the three outputs, ignoring 128/255 target pixels."""
+        from ..training.losses import masked_smooth_l1_loss
+
+        return masked_smooth_l1_loss(outputs, batch["target"], **options)
 
     def decode(self, output, rgb, *, threshold, mask=None, dilation=7) -> TextSegmentationResult:
         probability = np.clip(output.mean(axis=-1), 0, 1).astype(np.float32)

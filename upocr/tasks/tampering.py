@@ -113,9 +113,17 @@ def tampering_target(labels: np.ndarray) -> np.ndarray:
 
 class TamperedTextDetection(Task):
     name = TAMPERED_TEXT_DETECTION
+    short_name = "tam"
     classes = tuple(LabelClass(v, TAMPER_CLASSES[v], v, TAMPER_OVERLAY_COLOURS.get(v, (0, 0, 0))) for v in range(3))
     uses_threshold = False
     labelled_from = (TAMPERED_TEXT_DETECTION,)
+    validation_metric = "mean_iou"
+
+    def loss(self, outputs, batch, vgg=None, **options):
+        """Smooth-L1 on the three outputs, ignoring 128/255 target pixels (red is background)."""
+        from ..training.losses import TAMPER_BACKGROUND, masked_smooth_l1_loss
+
+        return masked_smooth_l1_loss(outputs, batch["target"], background=TAMPER_BACKGROUND, **options)
 
     def decode(self, output, rgb, *, threshold, mask=None, dilation=7) -> TamperingResult:
         logits = output / TAMPERING_TEMPERATURE

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..tasks import TASKS, TEXT_REMOVAL, canonical_task
+from ..tasks import TASKS, canonical_task, get_task
 
 #: The resolved options of a run, written to its output folder.
 CONFIG_NAME = "config.yaml"
@@ -176,7 +176,8 @@ class TrainConfig:
         task = canonical_task(task)
         weights = self.foreground_weight
         weight = weights.get(task, 1.0) if isinstance(weights, dict) else weights
-        return {} if task == TEXT_REMOVAL or weight == 1.0 else {"foreground_weight": float(weight)}
+        # image targets (text removal) have their own text weighting in the masked L1
+        return {} if get_task(task).target_is_image or weight == 1.0 else {"foreground_weight": float(weight)}
 
 
 def _per_task(value, name: str, check) -> Any:
@@ -219,8 +220,9 @@ def _normalise_foreground_weight(value) -> float | dict:
         return weight
 
     weights = _per_task(value, "foreground_weight", check)
-    if isinstance(weights, dict) and TEXT_REMOVAL in weights:
-        raise TrainingError("foreground_weight: text removal weighs text pixels with its own "
+    image_targets = [t for t in weights if get_task(t).target_is_image] if isinstance(weights, dict) else []
+    if image_targets:
+        raise TrainingError(f"foreground_weight: {image_targets[0].replace('-', ' ')} weighs text pixels with its own "
                             "(text, non-text) scale weights")
     return weights
 

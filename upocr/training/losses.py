@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..tasks import (IGNORE_VALUE, TAMPER_TARGET_COLOURS, TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION,
-                     canonical_task)
+from ..tasks import IGNORE_TOLERANCE, IGNORE_VALUE, TAMPER_TARGET_COLOURS, canonical_task, get_task
 
 #: (text, non-text) L1 weights for the removal outputs, coarse to fine.
 REMOVAL_SCALE_WEIGHTS: tuple[tuple[float, float], ...] = ((5.0, 0.8), (6.0, 1.0), (10.0, 2.0))
@@ -39,8 +38,6 @@ PERCEPTUAL_WEIGHT = 0.01
 STYLE_WEIGHT = 120.0
 #: Target colour of the tampering background (red), in [0, 1].
 TAMPER_BACKGROUND = tuple(c / 255 for c in TAMPER_TARGET_COLOURS[0])
-#: A target pixel is ignored when every channel lies within this distance of 128/255.
-IGNORE_TOLERANCE = 1e-3
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -297,15 +294,7 @@ def masked_smooth_l1_loss(
 
 
 def _single_task_loss(task: str, outputs: list[torch.Tensor], batch: Mapping, vgg: nn.Module | None, **kwargs):
-    if task == TEXT_REMOVAL:
-        if batch.get("mask") is None:
-            raise ValueError("the text removal loss needs batch['mask'] (1 = text)")
-        return removal_loss(outputs, batch["target"], batch["mask"], batch["image"], vgg=vgg, **kwargs)
-    if task == TEXT_SEGMENTATION:
-        return masked_smooth_l1_loss(outputs, batch["target"], **kwargs)
-    if task == TAMPERED_TEXT_DETECTION:
-        return masked_smooth_l1_loss(outputs, batch["target"], background=TAMPER_BACKGROUND, **kwargs)
-    raise ValueError(f"no loss for task {task!r}")
+    return get_task(task).loss(outputs, batch, vgg=vgg, **kwargs)
 
 
 def task_loss(

@@ -65,21 +65,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..allocator import retain_freed_memory
-from ..tasks import (
-    DEFAULT_SEGMENTATION_THRESHOLD,
-    TAMPERED_TEXT_DETECTION,
-    TASKS,
-    TEXT_REMOVAL,
-    TEXT_SEGMENTATION,
-    canonical_task,
-)
+from ..tasks import DEFAULT_SEGMENTATION_THRESHOLD, TASKS, canonical_task, get_task
 from .config import CONFIG_NAME, TrainConfig, TrainingError, learning_rate, lr_factor
 
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.jsonl"
 #: Checkpoint layout version (bumped on incompatible changes).
 CHECKPOINT_VERSION = 1
-_MAX_PSNR = 100.0
 
 
 # =============================================================================================
@@ -204,7 +196,7 @@ class Collate:
             if mask.ndim == 2:
                 mask = mask[None]
             images.append(_resize(image, self.image_size, "bilinear"))
-            targets.append(_resize(target, self.image_size, "bilinear" if task == TEXT_REMOVAL else "nearest"))
+            targets.append(_resize(target, self.image_size, "bilinear" if get_task(task).target_is_image else "nearest"))
             masks.append(_resize(mask, self.image_size, "nearest"))
             tasks.append(task)
             names.append(str(item.get("name", "")))
@@ -622,7 +614,7 @@ class Trainer:
                 on_device = {"image": images[offset:offset + n].float(),
                              "target": batch["target"].to(dev, non_blocking=nb),
                              "mask": batch["mask"].to(dev, non_blocking=nb)}
-                loss, task_parts = task_loss(task, outs, on_device, vgg=self.vgg if task == TEXT_REMOVAL else None,
+                loss, task_parts = task_loss(task, outs, on_device, vgg=self._vgg_for(task),
                                              **self.config.loss_options(task))
                 total = total + loss.float()
                 parts[task] = {"loss": loss.detach(), **{k: v for k, v in task_parts.items() if k != "total"}}
@@ -687,16 +679,8 @@ class Trainer:
         bs = config.val_batch_size or config.task_batch_size(task)
         collate = Collate(config.val_size)
         wrapped = PositionedDataset(dataset, config.seed + 1, TASKS.index(task))
-        seg = tamper = None
-        psnrs: list[float] = []
-        if config.val_metrics:
-            try:
-                from ..evaluation.evaluate import ground_truth
-                from ..evaluation.metrics import SegmentationMetrics, TamperingMetrics
-
-                seg, tamper = SegmentationMetrics(), TamperingMetrics()
-            except ImportError:  # pragma: no cover - the evaluation package is part of upocr
-                ground_truth = None
+        spec = get_task(task)
+        metrics = spec.metrics() if config.val_metrics else None
         loss_sum = 0.0
         for start in range(0, count, bs):
             batch = collate([wrapped[(i, i)] for i in range(start, min(start + bs, count))])
@@ -706,33 +690,22 @@ class Trainer:
                 outs = [o.float() for o in outputs]
                 on_device = {"image": images, "target": batch["target"].to(self.device),
                              "mask": batch["mask"].to(self.device)}
-                loss, _ = task_loss(task, outs, on_device, vgg=self.vgg if task == TEXT_REMOVAL else None,
+                loss, _ = task_loss(task, outs, on_device, vgg=self._vgg_for(task),
                                     **config.loss_options(task))
             loss_sum += float(loss) * images.shape[0]
-            if not config.val_metrics:
+            if metrics is None:
                 continue
-            final = outs[-1].clamp(0, 1)
-            if task == TEXT_REMOVAL:
-                mse = ((final - on_device["target"]) ** 2).flatten(1).mean(1)
-                psnr = torch.where(mse > 0, 10 * torch.log10(1.0 / mse.clamp_min(1e-30)),
-                                   torch.full_like(mse, _MAX_PSNR)).clamp(max=_MAX_PSNR)
-                psnrs.extend(psnr.tolist())
-            elif seg is not None:
-                for pred, target in zip(final.cpu(), batch["target"]):
-                    truth = ground_truth(target, task)
-                    if task == TEXT_SEGMENTATION:
-                        seg.update((pred.mean(0) > DEFAULT_SEGMENTATION_THRESHOLD).numpy(), truth)
-                    elif task == TAMPERED_TEXT_DETECTION:
-                        tamper.update(pred.argmax(0).numpy().astype(np.uint8), truth)
+            for pred, target in zip(outs[-1].clamp(0, 1).cpu().numpy(), batch["target"].numpy()):
+                truth = spec.ground_truth(np.moveaxis(target, 0, -1))
+                spec.score(metrics, spec.prediction(pred, DEFAULT_SEGMENTATION_THRESHOLD), truth, None)
         out: dict[str, Any] = {"loss": loss_sum / max(count, 1), "items": count}
-        if config.val_metrics:
-            if task == TEXT_REMOVAL and psnrs:
-                out["psnr"] = float(np.mean(psnrs))
-            elif task == TEXT_SEGMENTATION and seg is not None:
-                out["fgiou"] = seg.compute()["fgiou"]
-            elif task == TAMPERED_TEXT_DETECTION and tamper is not None:
-                out["mean_iou"] = tamper.compute()["mean_iou"]
+        if metrics is not None and count:
+            out[spec.validation_metric] = metrics.compute()[spec.validation_metric]
         return out
+
+    def _vgg_for(self, task: str):
+        """The VGG16 features for the perceptual terms: image targets only (text removal)."""
+        return self.vgg if get_task(task).target_is_image else None
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: Mapping) -> None:
@@ -899,9 +872,8 @@ class Trainer:
 
     @staticmethod
     def _postfix(record: Mapping) -> str:
-        short = {TEXT_REMOVAL: "rem", TEXT_SEGMENTATION: "seg", TAMPERED_TEXT_DETECTION: "tam"}
         items = [f"loss={record['loss']:.4f}"]
-        items += [f"{short.get(t, t)}={p['loss']:.4f}" for t, p in record["losses"].items()]
+        items += [f"{get_task(t).short_name}={p['loss']:.4f}" for t, p in record["losses"].items()]
         items.append(f"lr={record['lr']:.2e}")
         if record.get("images_per_s"):
             items.append(f"{record['images_per_s']:.1f} img/s")
