@@ -51,24 +51,15 @@ __all__ = [
     "generate_sample",
     "write_dataset",
     "sample_id",
-    "SyntheticDataset",
 ]
 
 #: Bumped whenever the same (seed, index) would give different pixels.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: fonts held out by typeface, photos by picture
 _STREAM_TAG = 0x5A0C  # mixed into every seed so these streams differ from other uses of the seed
 _SPLIT_CODES = {"train": 0, HELDOUT: 1}
 TAMPER_LABEL_MODES = ("box", "pixel")
 #: Coverage that marks a pixel as touched by text before dilation (see :mod:`.render`).
 MASK_BASE_DILATION = 2
-
-
-def __getattr__(name: str):
-    if name == "SyntheticDataset":  # lives with the other torch datasets (imports torch)
-        from .datasets import SyntheticDataset
-
-        return SyntheticDataset
-    raise AttributeError(name)
 
 
 # --------------------------------------------------------------------------------------------

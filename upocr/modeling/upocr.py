@@ -158,9 +158,7 @@ class UPOCR(
         ``.pth`` checkpoint (converted in memory). Keys must match exactly unless ``strict=False``."""
         path = Path(pretrained_model_name_or_path)
         if path.suffix in {".pth", ".pt", ".ckpt"} and path.is_file():
-            from ..convert import load_official_checkpoint
-
-            return load_official_checkpoint(path, **kwargs)
+            return cls.from_official_checkpoint(path, **kwargs)
         if not path.is_dir() and str(pretrained_model_name_or_path).count("/") > 1:
             raise FileNotFoundError(f"model folder not found: {pretrained_model_name_or_path}")
         return super().from_pretrained(pretrained_model_name_or_path, strict=strict, **kwargs)
@@ -185,6 +183,23 @@ class UPOCR(
                 f"unexpected {sorted(unexpected)[:5]}{'...' if len(unexpected) > 5 else ''}"
             )
         return model.eval()
+
+    @classmethod
+    def from_official_checkpoint(cls, path: str | os.PathLike, *, img_size: int = 512, map_location: str = "cpu",
+                                 strict: bool = True, **overrides) -> "UPOCR":
+        """A model from an official UPOCR or ViTEraser ``.pth`` (read with ``weights_only=True``;
+        the configuration is inferred from the tensor shapes, see :mod:`upocr.modeling.official`)."""
+        from .official import CheckpointError, read_official_checkpoint
+
+        config, state = read_official_checkpoint(path, img_size=img_size, **overrides)
+        model = cls(**config)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if strict and (missing or unexpected):
+            raise CheckpointError(
+                f"{path}: keys do not match the inferred configuration: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
+        return model.to(map_location).eval()
 
     # ------------------------------------------------------------------ forward
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -115,6 +115,10 @@ class Task:
         """This task's training loss on the multi-scale ``outputs`` (see :mod:`upocr.training.losses`)."""
         raise NotImplementedError
 
+    def scored(self, result) -> tuple[np.ndarray, str]:
+        """What the metrics score in a result object, and what to call it in messages."""
+        raise NotImplementedError
+
     def metrics(self, official: bool = False):
         """A fresh metric accumulator (:mod:`upocr.evaluation.metrics`)."""
         raise NotImplementedError

@@ -1,0 +1,45 @@
+"""The package layout keeps its rules: no import cycles, task knowledge in the task layer."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    spec = importlib.util.spec_from_file_location("code_metrics", ROOT / "tools" / "code_metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_module_imports_itself_through_others(metrics):
+    graph = metrics.import_graph(metrics.modules())
+    assert graph["upocr.pipeline"] >= {"upocr.tasks", "upocr.modeling"}  # the graph sees real imports
+    assert metrics.cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle(metrics):
+    assert metrics.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_only_a_handful_of_places_outside_the_task_layer_compare_task_names(metrics):
+    outside = [row for row in metrics.task_name_comparisons(metrics.modules()) if "upocr/data/synth.py" not in row]
+    assert len(outside) <= 5, outside  # the synthetic engine renders each task's sample: its own concern
+
+
+def test_every_task_answers_the_whole_interface():
+    from upocr.tasks import TASKS, get_task
+    from upocr.tasks.base import Task
+
+    for name in TASKS:
+        task = get_task(name)
+        assert task.name == name and task.classes[0].value == 0
+        for method in ("decode", "label_of", "decode_label", "training_pair", "ground_truth", "prediction",
+                       "scored", "metrics", "score", "loss"):
+            assert getattr(type(task), method) is not getattr(Task, method), (name, method)
