@@ -274,6 +274,16 @@ class UPOCR(
         b = images.shape[0]
         return {t: self._decode_shared(shared, self.prompt_indices(t, b, images.device)) for t in tasks}
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that AdamW must not decay besides biases and norms: the attention logit
+        scales, the continuous position bias MLPs and the task prompts (the SwinV2 recipe)."""
+        return {name for name, _ in self.named_parameters()
+                if name.endswith("logit_scale") or ".cpb_mlp." in name or name.startswith("task_prompt.")}
+
+    def encoder_parameter_names(self) -> set[str]:
+        """Parameters of the encoder (they learn at ``lr_encoder_ratio`` times the rate)."""
+        return {f"encoder.{name}" for name, _ in self.encoder.named_parameters()}
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

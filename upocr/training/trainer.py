@@ -272,15 +272,17 @@ def seed_everything(seed: int) -> None:
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """AdamW groups: (encoder | rest) x (decay | no decay); empty groups are dropped."""
+    """AdamW groups: (encoder | rest) x (decay | no decay); empty groups are dropped. The model
+    declares which parameters take no weight decay (``no_weight_decay()``, as timm's models do)
+    and which belong to the encoder (``encoder_parameter_names()``)."""
+    no_decay_names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    encoder_names = set(model.encoder_parameter_names()) if hasattr(model, "encoder_parameter_names") else set()
     buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        encoder = name.startswith("encoder.")
-        no_decay = (param.ndim <= 1 or name.endswith("logit_scale") or ".cpb_mlp." in name
-                    or name.startswith("task_prompt."))
-        buckets.setdefault((encoder, not no_decay), []).append(param)
+        no_decay = param.ndim <= 1 or name in no_decay_names
+        buckets.setdefault((name in encoder_names, not no_decay), []).append(param)
     groups = []
     for (encoder, decay), params in sorted(buckets.items()):
         groups.append({
