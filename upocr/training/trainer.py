@@ -45,28 +45,38 @@ third of the activation memory). Both give the same gradient up to float roundin
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
-import random
 import shutil
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..allocator import retain_freed_memory
-from ..tasks import DEFAULT_SEGMENTATION_THRESHOLD, TASKS, canonical_task, get_task
+from ..tasks import TASKS, canonical_task, get_task
 from .config import CONFIG_NAME, TrainConfig, TrainingError, learning_rate, lr_factor
+from .card import ModelCardMixin
+from .validation import ValidationMixin
+from .sampling import Collate, PositionedDataset, ShardedBatchSampler, TaskStream, _mix, build_task_dataset
+from .state import (
+    _atomic_save,
+    _atomic_write_text,
+    _dist_on,
+    _json_safe,
+    _round,
+    _world,
+    copy_matching_weights,
+    parameter_groups,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.jsonl"
@@ -74,276 +84,8 @@ LOG_NAME = "log.jsonl"
 CHECKPOINT_VERSION = 1
 
 
-# =============================================================================================
-# Data
-# =============================================================================================
 
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from a few integers (stable across platforms and runs)."""
-    return int(np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values]).generate_state(2, np.uint64)[0] >> 1)
-
-
-@contextmanager
-def seeded_rng(seed: int):
-    """Seed Python, NumPy and torch (CPU) generators inside the block; restore them afterwards."""
-    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
-
-
-class TaskStream:
-    """Infinite deterministic order over a dataset of ``length`` items: position ``k`` is item
-    ``perm_e[k % length]`` with ``e = k // length`` and ``perm_e`` drawn from ``(seed, task_id, e)``."""
-
-    def __init__(self, length: int, seed: int, task_id: int, shuffle: bool = True):
-        if length < 1:
-            raise TrainingError("a training dataset is empty")
-        self.length, self.seed, self.task_id, self.shuffle = int(length), int(seed), int(task_id), shuffle
-        self._cache: dict[int, np.ndarray] = {}
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        if epoch not in self._cache:
-            if len(self._cache) > 2:
-                self._cache.clear()
-            if self.shuffle:
-                rng = np.random.default_rng([self.seed, self.task_id, epoch])
-                self._cache[epoch] = rng.permutation(self.length)
-            else:
-                self._cache[epoch] = np.arange(self.length)
-        return self._cache[epoch]
-
-    def index(self, position: int) -> int:
-        epoch, offset = divmod(int(position), self.length)
-        return int(self.permutation(epoch)[offset])
-
-
-class ShardedBatchSampler:
-    """Yields this process's share of each global batch as ``[(position, index), ...]``, from
-    global position ``start`` on. Global batch ``j`` covers positions
-    ``start + j * B * W + [0, B * W)``; process ``r`` takes ``[r * B, (r + 1) * B)`` of it."""
-
-    def __init__(self, stream: TaskStream, batch_size: int, start: int = 0, rank: int = 0, world_size: int = 1):
-        self.stream, self.batch_size, self.start = stream, int(batch_size), int(start)
-        self.rank, self.world_size = int(rank), int(world_size)
-
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size * self.world_size
-
-    def __iter__(self):
-        position = self.start + self.rank * self.batch_size
-        while True:
-            yield [(p, self.stream.index(p)) for p in range(position, position + self.batch_size)]
-            position += self.global_batch
-
-
-class PositionedDataset(torch.utils.data.Dataset):
-    """Wraps a dataset so that ``ds[(position, index)]`` loads ``index`` with the random
-    generators seeded from ``(seed, task_id, position)``."""
-
-    def __init__(self, dataset, seed: int, task_id: int):
-        self.dataset, self.seed, self.task_id = dataset, int(seed), int(task_id)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        position, index = key
-        with seeded_rng(_mix(self.seed, 1 + self.task_id, position)):
-            return self.dataset[index]
-
-
-def _as_tensor(x: Any) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    arr = np.asarray(x)
-    if arr.dtype == np.uint8:
-        return torch.from_numpy(arr.astype(np.float32) / 255.0)
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-
-
-def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    if x.shape[-2:] == (size, size):
-        return x
-    if mode == "nearest":
-        return F.interpolate(x[None], size=(size, size), mode="nearest")[0]
-    return F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
-
-
-class Collate:
-    """Stacks items into ``{"image", "target", "mask", "task", "name"}``; items of another size
-    are resized to ``image_size`` (images bilinearly, label targets and masks by nearest)."""
-
-    def __init__(self, image_size: int):
-        self.image_size = int(image_size)
-
-    def __call__(self, items: Sequence[Mapping]) -> dict:
-        images, targets, masks, tasks, names = [], [], [], [], []
-        for item in items:
-            task = canonical_task(item["task"])
-            image = _as_tensor(item["image"]).float()
-            target = _as_tensor(item["target"]).float()
-            mask = item.get("mask")
-            mask = torch.zeros_like(image[:1]) if mask is None else _as_tensor(mask).float()
-            if mask.ndim == 2:
-                mask = mask[None]
-            images.append(_resize(image, self.image_size, "bilinear"))
-            targets.append(_resize(target, self.image_size, "bilinear" if get_task(task).target_is_image else "nearest"))
-            masks.append(_resize(mask, self.image_size, "nearest"))
-            tasks.append(task)
-            names.append(str(item.get("name", "")))
-        return {"image": torch.stack(images), "target": torch.stack(targets), "mask": torch.stack(masks),
-                "task": tasks, "name": names}
-
-
-def build_task_dataset(specs: Sequence[Mapping], image_size: int):
-    """One dataset for a task: its specs built with :func:`upocr.data.datasets.build_dataset` and
-    concatenated. ``size`` defaults to ``image_size`` for specs that do not set it."""
-    from ..data.datasets import build_dataset
-
-    parts = []
-    for spec in specs:
-        spec = dict(spec)
-        spec.setdefault("size", image_size)
-        parts.append(build_dataset(spec))
-    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
-
-
-# =============================================================================================
-# Distributed helpers
-# =============================================================================================
-
-
-def _dist_on() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _world() -> tuple[int, int, int]:
-    """(rank, local rank, world size) from the torchrun environment."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-# =============================================================================================
-# RNG state (stored as tensors and plain values so that weights_only loading works)
-# =============================================================================================
-
-
-def rng_state() -> dict:
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        # this process's current device only (touching every GPU would create a context on each)
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
-    }
-
-
-def set_rng_state(state: Mapping) -> None:
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
-    npy = state["numpy"]
-    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if isinstance(state.get("cuda"), torch.Tensor) and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-# =============================================================================================
-# Trainer
-# =============================================================================================
-
-
-def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """AdamW groups: (encoder | rest) x (decay | no decay); empty groups are dropped. The model
-    declares which parameters take no weight decay (``no_weight_decay()``, as timm's models do)
-    and which belong to the encoder (``encoder_parameter_names()``)."""
-    no_decay_names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    encoder_names = set(model.encoder_parameter_names()) if hasattr(model, "encoder_parameter_names") else set()
-    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        no_decay = param.ndim <= 1 or name in no_decay_names
-        buckets.setdefault((name in encoder_names, not no_decay), []).append(param)
-    groups = []
-    for (encoder, decay), params in sorted(buckets.items()):
-        groups.append({
-            "params": params,
-            "lr": config.lr * (config.lr_encoder_ratio if encoder else 1.0),
-            "weight_decay": config.weight_decay if decay else 0.0,
-            "name": f"{'encoder' if encoder else 'main'}{'' if decay else '_no_decay'}",
-        })
-    return groups
-
-
-def copy_matching_weights(source: nn.Module, target: nn.Module) -> list[str]:
-    """Copy every tensor of ``source`` into ``target`` where name and shape match (a fine-tune
-    that adds modules, such as a detail path, keeps everything the two models share). Returns
-    the names of ``target``'s tensors that stayed freshly initialised, sorted."""
-    theirs = source.state_dict()
-    ours = target.state_dict()
-    kept = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
-    target.load_state_dict(kept, strict=False)
-    return sorted(set(ours) - set(kept))
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        value = value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _round(value: Any, digits: int = 6) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.{digits}g}")
-    if isinstance(value, Mapping):
-        return {k: _round(v, digits) for k, v in value.items()}
-    return value
-
-
-class Trainer:
+class Trainer(ValidationMixin, ModelCardMixin):
     """Builds everything from a :class:`TrainConfig` and trains.
 
     ``Trainer(config, resume=False, overwrite=False).train(stop_at=None)``. ``resume`` continues
@@ -656,58 +398,8 @@ class Trainer:
         return {"loss": total.detach(), "grad_norm": grad_norm.detach(), "tasks": parts}
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
-    def validate(self) -> dict:
-        """Loss and quick metrics per held-out task (rank 0 computes; the others wait)."""
-        results: dict[str, dict] = {}
-        if self.is_main and self.val_sets:
-            model = self.model
-            was_training = model.training
-            model.eval()
-            try:
-                for task, dataset in self.val_sets.items():
-                    results[task] = self._validate_task(model, task, dataset)
-            finally:
-                model.train(was_training)
-            results["loss"] = float(sum(r["loss"] for r in results.values() if isinstance(r, dict)))
-        self._barrier()
-        return results
 
-    def _validate_task(self, model: nn.Module, task: str, dataset) -> dict:
-        from .losses import task_loss
 
-        config = self.config
-        count = len(dataset) if config.val_max_items is None else min(len(dataset), config.val_max_items)
-        bs = config.val_batch_size or config.task_batch_size(task)
-        collate = Collate(config.val_size)
-        wrapped = PositionedDataset(dataset, config.seed + 1, TASKS.index(task))
-        spec = get_task(task)
-        metrics = spec.metrics() if config.val_metrics else None
-        loss_sum = 0.0
-        for start in range(0, count, bs):
-            batch = collate([wrapped[(i, i)] for i in range(start, min(start + bs, count))])
-            images = batch["image"].to(self.device)
-            with self._autocast():
-                outputs = model(images, task)
-                outs = [o.float() for o in outputs]
-                on_device = {"image": images, "target": batch["target"].to(self.device),
-                             "mask": batch["mask"].to(self.device)}
-                loss, _ = task_loss(task, outs, on_device, vgg=self._vgg_for(task),
-                                    **config.loss_options(task))
-            loss_sum += float(loss) * images.shape[0]
-            if metrics is None:
-                continue
-            for pred, target in zip(outs[-1].clamp(0, 1).cpu().numpy(), batch["target"].numpy()):
-                truth = spec.ground_truth(np.moveaxis(target, 0, -1))
-                spec.score(metrics, spec.prediction(pred, DEFAULT_SEGMENTATION_THRESHOLD), truth, None)
-        out: dict[str, Any] = {"loss": loss_sum / max(count, 1), "items": count}
-        if metrics is not None and count:
-            out[spec.validation_metric] = metrics.compute()[spec.validation_metric]
-        return out
-
-    def _vgg_for(self, task: str):
-        """The VGG16 features for the perceptual terms: image targets only (text removal)."""
-        return self.vgg if get_task(task).target_is_image else None
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: Mapping) -> None:
@@ -881,20 +573,6 @@ class Trainer:
             items.append(f"{record['images_per_s']:.1f} img/s")
         return " ".join(items)
 
-    def _run_validation(self, bar=None) -> None:
-        results = self.validate()
-        if not self.is_main:
-            return
-        self.last_val = {"step": self.step, **results}
-        self._log({"event": "val", "step": self.step, "val": _round(results)})
-        text = f"step {self.step} validation: " + "; ".join(
-            f"{t} " + ", ".join(f"{k}={v:.4g}" for k, v in r.items() if isinstance(v, float))
-            for t, r in results.items() if isinstance(r, dict))
-        (bar.write if bar is not None else print)(text)
-        if self.config.save_best and results.get("loss") is not None:
-            if self.best_val is None or results["loss"] < self.best_val:
-                self.best_val = float(results["loss"])
-                self.save_model(self.output_dir / "best", note=f"lowest validation loss, step {self.step}")
 
     def _shutdown_iterators(self) -> None:
         if self._iterators is not None:
@@ -908,90 +586,6 @@ class Trainer:
         """Release the process group this trainer created."""
         if self._owns_process_group and _dist_on():
             torch.distributed.destroy_process_group()
-
-    # ------------------------------------------------------------------ model export
-    def hardware_description(self) -> str:
-        if self.device.type == "cuda":
-            what = torch.cuda.get_device_name(self.device)
-        else:
-            what = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        return f"{self.world_size} x {what}" if self.world_size > 1 else what
-
-    def model_card_details(self, note: str | None = None) -> str:
-        config = self.config
-        lines = ["## Training", ""]
-        if note:
-            lines += [f"This checkpoint: {note}.", ""]
-        start = f"fine-tuned from `{config.init_from}`" if config.init_from else f"trained from scratch (preset `{config.preset}`)"
-        lines += [
-            f"- Trained with `upocr train`, {start}, for {self.step} of {config.steps} steps.",
-            f"- Batch: {', '.join(f'{config.task_batch_size(t)} {t}' for t in self.tasks)} images per step"
-            + (f" on each of {self.world_size} processes" if self.world_size > 1 else "")
-            + f", {config.image_size}x{config.image_size} pixels; {self.images_seen} images seen.",
-            f"- AdamW, lr {config.lr:g} (encoder x{config.lr_encoder_ratio:g}), weight decay {config.weight_decay:g}, "
-            f"{config.warmup_steps} warm-up steps then linear decay to {config.min_lr:g}; gradient clipping "
-            f"{config.grad_clip:g}; {'fp16 mixed precision' if self.use_amp else 'float32'}"
-            + ("; VGG16 perceptual and style losses" if self.vgg is not None else "") + ".",
-            f"- Hardware: {self.hardware_description()}; training time {_duration(self.elapsed)}.",
-            "", "### Data", "",
-        ]
-        for task, specs in config.datasets.items():
-            lines.append(f"- {task}: " + "; ".join(_describe_spec(s) for s in specs))
-        if config.val_datasets:
-            lines += ["", "Held out for validation:", ""]
-            for task, specs in config.val_datasets.items():
-                lines.append(f"- {task}: " + "; ".join(_describe_spec(s) for s in specs))
-        if self.last_val:
-            lines += ["", f"### Validation (step {self.last_val.get('step')})", "", "| task | metric | value |",
-                      "|---|---|---|"]
-            for task, values in self.last_val.items():
-                if not isinstance(values, dict):
-                    continue
-                for key, value in values.items():
-                    if key == "items":
-                        continue
-                    shown = "n/a" if value is None else (f"{value:.4g}" if isinstance(value, float) else value)
-                    lines.append(f"| {task} | {key} | {shown} |")
-            lines += ["", "Validation metrics come from the training loop (quick metrics on the held-out "
-                          "sets above); use `upocr evaluate` for benchmark numbers."]
-        return "\n".join(lines) + "\n"
-
-    def save_model(self, directory: Path, note: str | None = None) -> None:
-        """``save_pretrained`` with a model card (rank 0 only)."""
-        if not self.is_main:
-            return
-        directory = Path(directory)
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            self.model.save_pretrained(tmp, model_card_kwargs={
-                "model_details": self.model_card_details(note), "tasks": ", ".join(self.model.tasks)})
-        finally:
-            self.model.train(was_training)
-        (tmp / "training.json").write_text(json.dumps(_json_safe({
-            "step": self.step, "elapsed_s": self.elapsed, "images": self.images_seen,
-            "hardware": self.hardware_description(), "validation": self.last_val, "config": self.config.to_dict(),
-        }), indent=2), encoding="utf-8")
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(tmp, directory)
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.2f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
-
-
-def _describe_spec(spec: Mapping) -> str:
-    spec = dict(spec)
-    fmt = spec.pop("format", "?")
-    spec.pop("task", None)
-    extras = ", ".join(f"{k}={v}" for k, v in spec.items())
-    return f"`{fmt}`" + (f" ({extras})" if extras else "")
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, stop_at: int | None = None) -> dict:
