@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny models saved to temporary folders (nothing is downloaded)."""
+"""Shared fixtures: tiny models saved to temporary folders (nothing is downloaded).
+
+Helpers that test modules import live in ``helpers.py`` (``from helpers import ...``), not here.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-#: A very small configuration: same architecture, a few hundred thousand parameters.
-MICRO_CONFIG = dict(
-    embed_dim=8, encoder_depths=(2, 2, 2, 2), encoder_num_heads=(1, 1, 2, 2),
-    encoder_window_size=8, encoder_pretrained_window_size=8,
-    decoder_depths=(2, 2, 2, 2, 2), decoder_num_heads=(2, 2, 1, 1, 1),
-    decoder_window_size=8, decoder_pretrained_window_size=8, img_size=128,
-)
-
-
-def make_micro_model(seed: int = 0, **overrides):
-    from upocr import UPOCR
-
-    torch.manual_seed(seed)
-    model = UPOCR(**{**MICRO_CONFIG, **overrides})
-    # non-trivial post-norms so every block changes the output
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                param.uniform_(0.5, 1.5)
-    return model.eval()
+from helpers import make_micro_model
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """End-to-end: the app in headless Chromium (Playwright), as a user clicks through it.
 
-Run with ``pytest -m browser tests/test_app_browser.py``. Needs Debian's chromium at
+Run with ``pytest -m browser tests/app/test_app_browser.py``. Needs Debian's chromium at
 /usr/bin/chromium (or $UPOCR_CHROMIUM). Screenshots of every step go to test-artifacts/.
 """
 

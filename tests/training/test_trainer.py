@@ -9,6 +9,7 @@ import socket
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REPO
 
 from upocr.tasks import TAMPERED_TEXT_DETECTION, TASKS, TEXT_REMOVAL, TEXT_SEGMENTATION
 from upocr.training.trainer import (
@@ -392,9 +393,7 @@ def test_workers_do_not_change_the_data(tmp_path):
 
 
 def test_example_config_loads():
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "configs" / "tiny-synthetic.yaml"
+    path = REPO / "configs" / "tiny-synthetic.yaml"
     config = TrainConfig.from_yaml(path)
     assert config.preset == "tiny" and config.image_size == 512 and 2 <= config.batch_size <= 4
     assert list(config.datasets) == list(TASKS) and list(config.val_datasets) == list(TASKS)

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bad_inputs import make_bad_input_corpus
+from helpers import TESTS
 from upocr.cli import main as cli_main
 from upocr.io import ImageReadError
 from upocr.labeling import LabelConfig, ProcessGroup, find_inputs, label_files, label_folder, shard
@@ -94,7 +95,7 @@ def _temp_files(root: Path) -> list[Path]:
 
 def _env() -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    tests = str(Path(__file__).parent)
+    tests = str(TESTS)
     env["PYTHONPATH"] = tests + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO
 
 from upocr import UPOCR
 from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 TINY = dict(embed_dim=8, encoder_num_heads=[1, 1, 2, 2], decoder_num_heads=[2, 2, 1, 1, 1], img_size=64)
 
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 from upocr import UPOCR
 from upocr.cli import main as cli_main

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, MICRO_CONFIG, make_micro_model
+from helpers import FIXTURES, MICRO_CONFIG, make_micro_model
 from reference_network import reference_forward
 
 from upocr import PRESETS, UPOCR
