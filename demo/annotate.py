@@ -1,6 +1,6 @@
 """Annotation workspaces: where uploaded images live, where their labels go, and the steps of a
-labelling pass (pre-label, review, export). Labels are kept by :class:`upocr.labels.LabelStore`
-and exported by :func:`upocr.export.export_zip`; this module only arranges folders.
+labelling pass (pre-label, review, export). Labels are kept by :class:`upocr.labeling.LabelStore`
+and exported by :func:`upocr.labeling.export_zip`; this module only arranges folders.
 
 Layout::
 
@@ -28,10 +28,17 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from upocr.export import export_zip
-from upocr.io import ImageReadError, is_image_file, iter_image_files, normalize_relative_path, read_image
-from upocr.labels import DONE, REVIEWED, LabelStore, ReviewedLabelError
-from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task, get_task
+from upocr.labeling import LabelConfig, export_zip, label_images
+from upocr.io import is_image_file, iter_image_files, normalize_relative_path, read_image
+from upocr.labeling import DONE, REVIEWED, LabelStore, ReviewedLabelError
+from upocr.tasks import (
+    DEFAULT_SEGMENTATION_THRESHOLD,
+    TAMPERED_TEXT_DETECTION,
+    TEXT_REMOVAL,
+    TEXT_SEGMENTATION,
+    canonical_task,
+    get_task,
+)
 
 from .core import UserInputError
 
@@ -299,36 +306,21 @@ class Workspace:
         return self.store.read_class_map(rel)
 
     def prelabel(self, predict: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]],
-                 items: Iterable[str] | None = None, *, redo: bool = False, threshold: float | None = None) -> dict:
-        """Label every image that has no label yet (``redo``: also replace model labels).
+                 items: Iterable[str] | None = None, *, redo: bool = False, threshold: float | None = None,
+                 progress: bool = False) -> dict:
+        """Label every image that has no label yet (``redo``: also replace model labels), with
+        the labelling engine of ``upocr label`` (:func:`upocr.labeling.label_images`).
 
         ``predict(rgb) -> (label, cleaned)`` runs the model. Reviewed labels are never touched;
         unreadable images are recorded as failed with the reason. Returns counts.
         """
-        summary = {"labelled": 0, "kept": 0, "reviewed_kept": 0, "failed": 0}
-        for rel in self.items if items is None else items:
-            status = self.store.status(rel)
-            if status == REVIEWED:
-                summary["reviewed_kept"] += 1
-                continue
-            if status == DONE and not redo and self.store.is_done(rel):
-                summary["kept"] += 1
-                continue
-            try:
-                rgb = self.read_image(rel)
-            except ImageReadError as exc:
-                self.store.mark_failed(rel, exc.problem)
-                summary["failed"] += 1
-                continue
-            label, cleaned = predict(rgb)
-            extra = {"threshold": threshold} if threshold is not None and get_task(self.task).uses_threshold else None
-            try:
-                self.store.write_label(rel, label, cleaned=cleaned, record=extra)
-            except ReviewedLabelError:  # reviewed meanwhile (another tab)
-                summary["reviewed_kept"] += 1
-                continue
-            summary["labelled"] += 1
-        return summary
+        rels = self.items if items is None else list(items)
+        config = LabelConfig(self.task, formats=("png",), overwrite_unreviewed=bool(redo), overlap=False,
+                             progress=progress, progress_desc="Pre-labelling",
+                             threshold=DEFAULT_SEGMENTATION_THRESHOLD if threshold is None else float(threshold))
+        summary = label_images(predict, [(self.images_root / rel, rel) for rel in rels], self.store, config)
+        return {"labelled": summary.done, "kept": summary.already_done, "reviewed_kept": summary.kept_reviewed,
+                "failed": summary.failed}
 
     def accept(self, rel: str, label: np.ndarray, *, cleaned: np.ndarray | None = None,
                overwrite: bool = False) -> dict:

@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 
 from upocr.io import ImageReadError
-from upocr.labels import LabelStoreError
+from upocr.labeling import LabelStoreError
 from upocr.results import TextSegmentationResult
 from upocr.tasks import (
     DEFAULT_SEGMENTATION_THRESHOLD,
@@ -322,13 +322,12 @@ class AnnotateHandlers:
 
         return predict
 
-    def prelabel(self, state, redo, threshold, progress=gr.Progress()):
+    def prelabel(self, state, redo, threshold, progress=gr.Progress(track_tqdm=True)):
         ws = self.workspace_for(state)
         self.ctx.need_model()
         predict = self._predictor(ws.task, threshold)
-        with ws.lock:
-            items = progress.tqdm(ws.items, desc="Pre-labelling", unit="images")
-            summary = ws.prelabel(predict, items, redo=bool(redo), threshold=float(threshold))
+        with ws.lock:  # the engine's progress bar shows in the page (track_tqdm)
+            summary = ws.prelabel(predict, redo=bool(redo), threshold=float(threshold), progress=True)
         gr.Info(f"Labelled {summary['labelled']}, kept {summary['kept']} model labels and "
                 f"{summary['reviewed_kept']} reviewed labels, {summary['failed']} failed.")
         return self.show(state, state.get("index", 0))

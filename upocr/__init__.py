@@ -1,7 +1,7 @@
 """UPOCR: a unified pixel-level OCR interface (text removal, text segmentation, tampered text detection).
 
 Heavy modules (torch, the network, the pipeline) load on first use, so ``upocr.io``,
-``upocr.labels`` and ``upocr.export`` stay light.
+``upocr.labeling`` stay light.
 """
 
 from importlib import import_module

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from demo.annotate import LABELS_FOLDER, Workspace
-from upocr.labels import ReviewedLabelError
+from upocr.labeling import ReviewedLabelError
 
 
 def _images(folder, names, size=(24, 16)):

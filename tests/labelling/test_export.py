@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 from scipy import ndimage
 
-from upocr.export import (
+from upocr.labeling import (
     HOLE_LABEL,
     coco_rle_to_mask,
     export_zip,
@@ -22,7 +22,7 @@ from upocr.export import (
     write_coco,
     write_labelme,
 )
-from upocr.labels import LabelStore, label_classes
+from upocr.labeling import LabelStore, label_classes
 from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from upocr.labels import (
+from upocr.labeling import (
     LabelCollisionError,
     LabelStore,
     LabelTaskMismatchError,

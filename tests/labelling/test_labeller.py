@@ -22,7 +22,7 @@ from helpers import TESTS
 from upocr.cli import main as cli_main
 from upocr.io import ImageReadError
 from upocr.labeling import LabelConfig, ProcessGroup, find_inputs, label_files, label_folder, shard
-from upocr.labels import LabelStore, find_label_collisions, label_classes, read_manifest_records
+from upocr.labeling import LabelStore, find_label_collisions, label_classes, read_manifest_records
 
 SEG = "text-segmentation"
 TAMPER = "tampered-text-detection"
@@ -192,7 +192,7 @@ def _edge_pixels(labels: np.ndarray) -> np.ndarray:
 def test_exports_read_back(micro_model_dir, tmp_path, capsys, task):
     from pycocotools import mask as coco_mask
 
-    from upocr.export import labelme_to_labels
+    from upocr.labeling import labelme_to_labels
 
     root = tmp_path / "in"
     _write_images(root, ["a.png", "sub/b c.png", "sub/d.jpg"])
@@ -396,7 +396,7 @@ class _FakePipe:
 
 
 def test_bounded_prefetch_and_one_bad_inference(tmp_path, monkeypatch):
-    import upocr.labeling as labeling
+    import upocr.labeling.runner as labeling
 
     root = tmp_path / "in"
     root.mkdir()

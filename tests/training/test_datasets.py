@@ -20,7 +20,7 @@ from upocr.data.datasets import (
 )
 from upocr.data.encoding import IGNORE_BYTE
 from upocr.data.transforms import PairTransform
-from upocr.labels import LabelStore
+from upocr.labeling import LabelStore
 from upocr.tasks import IGNORE_VALUE, TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION
 
 RED, GREEN, BLUE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)

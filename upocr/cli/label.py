@@ -70,15 +70,7 @@ def _device_for(args: argparse.Namespace, local_rank: int, distributed: bool) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..labeling import (
-        LabelConfig,
-        ProcessGroup,
-        clean_stale_temp_files,
-        find_inputs,
-        finish_output,
-        label_files,
-    )
-    from ..labels import LabelStoreError
+    from ..labeling import LabelConfig, LabelStoreError, ProcessGroup, find_inputs, label_folder
 
     if args.workers < 1:
         return _error("--workers must be at least 1")
@@ -121,35 +113,15 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"the model {pipe.source} has no {config.task} output (it serves {', '.join(pipe.tasks)})")
 
     try:
-        group.join()
+        total = label_folder(pipe, input_dir, output_dir, config, items=items, group=group)
+    except LabelStoreError as error:
+        return _error(str(error))
     except (RuntimeError, ValueError) as error:
-        return _error(f"cannot join the other processes: {error}")
-    try:
-        if group.is_main:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            removed = clean_stale_temp_files(output_dir)
-            if removed:
-                print(f"removed {removed} temporary file(s) left by an interrupted run", file=sys.stderr)
-        group.barrier()  # nobody writes before the leftovers are gone
-        try:
-            summary = label_files(pipe, items, output_dir, config, rank=group.rank, world_size=group.world_size)
-        except LabelStoreError as error:
-            return _error(str(error))
-        for rel, reason in summary.skips:
-            print(f"skipped: {rel}: {reason}", file=sys.stderr)
-        for rel, reason in summary.failures:
-            print(f"failed: {rel}: {reason}", file=sys.stderr)
-        group.barrier()  # every process has finished its files
-        total = group.gather_summary(summary)
-        exports = {}
-        if group.is_main:
-            exports = finish_output(output_dir, config.task, config.formats, input_dir if input_dir.is_dir() else None)
-        group.barrier()  # the processes end together, once the manifest is merged and the exports written
-    finally:
-        group.leave()
+        return _error(f"cannot join the other processes: {error}" if group.distributed else str(error))
     if not group.is_main:
         return 1 if total.failed else 0
     print(total.text())
+    exports = total.exports
     outputs = [f"{output_dir / 'masks'}", f"{output_dir / 'manifest.jsonl'}"]
     if "coco" in exports:
         outputs.append(str(exports["coco"]))

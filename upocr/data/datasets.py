@@ -26,7 +26,7 @@ Formats (``build_dataset({"format": ...})``):
     ``x1,y1,x2,y2,c`` (c = 1 real, 2 tampered; corners inclusive): word boxes are filled.
 ``labels``
     a folder of source images (``root``) and the label folder written by ``upocr label`` or the
-    app (``labels``, default ``root/.upocr-labels/<task>``; see :mod:`upocr.labels`);
+    app (``labels``, default ``root/.upocr-labels/<task>``; see :mod:`upocr.labeling`);
     ``reviewed_only=True`` keeps hand-reviewed labels only.
 
 Common keys: ``task``, ``split`` (default ``train``), ``size`` (default 512; ``None`` keeps
@@ -431,7 +431,7 @@ class TamperedIC13(PairDataset):
 
 
 class LabelsDataset(PairDataset):
-    """Source images and their labels in a :class:`upocr.labels.LabelStore` folder.
+    """Source images and their labels in a :class:`upocr.labeling.LabelStore` folder.
 
     Items: files whose latest record is ``done`` or ``reviewed`` (``reviewed_only``: reviewed)
     and whose label files and source image exist, sorted by path.
@@ -439,7 +439,7 @@ class LabelsDataset(PairDataset):
 
     def __init__(self, root, labels=None, task: str | None = None, size: int | None = 512,
                  augment: bool = False, *, reviewed_only: bool = False):
-        from ..labels import DONE, REVIEWED, LabelStore, LabelStoreError
+        from ..labeling import DONE, REVIEWED, LabelStore, LabelStoreError
 
         self.root = Path(root)
         if not self.root.is_dir():

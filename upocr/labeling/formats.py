@@ -1,4 +1,5 @@
-"""Label exporters: COCO (RLE), LabelMe (polygons), PNG masks and one zip with all of them.
+"""Label formats: COCO (RLE) and LabelMe (polygons), written and read back. Whole exports of a
+label folder (its COCO file, LabelMe files, a zip) are :mod:`.exports`.
 
 Polygons
 --------
@@ -23,10 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping, Sequence
 
 import cv2
@@ -34,16 +33,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 
-from .io import atomic_write_json, atomic_writer, normalize_relative_path
-from .labels import (
-    CLEANED_DIR,
-    DONE,
-    MASKS_DIR,
-    REVIEWED,
-    LabelClass,
-    LabelStore,
-    label_relpath,
-)
+from ..io import atomic_write_json
+from ..tasks.base import LabelClass
 
 __all__ = [
     "HOLE_LABEL",
@@ -59,7 +50,7 @@ __all__ = [
     "write_labelme",
     "labelme_to_labels",
     "read_labelme",
-    "export_zip",
+    "labelme_image_path",
 ]
 
 #: LabelMe label of a hole shape (LabelMe's converters map it to value 0).
@@ -375,7 +366,7 @@ def write_coco(
     file name is the source's relative path, the label map holds category ids (a boolean mask
     means category 1). Each non-empty category of an image becomes one annotation with an RLE
     segmentation (``iscrowd`` 1, as COCO does for RLE), its pixel ``area`` and ``bbox``
-    ``[x, y, w, h]``. ``categories``: :class:`~upocr.labels.LabelClass` objects (e.g.
+    ``[x, y, w, h]``. ``categories``: :class:`~upocr.labeling.LabelClass` objects (e.g.
     ``label_classes(task)``), dicts with ``id``, ``name`` and ``color``, or ``{id: name}``.
     """
     builder = CocoBuilder(categories, info=info)
@@ -448,6 +439,15 @@ def labelme_document(
     }
 
 
+def labelme_image_path(json_path: str | os.PathLike, image_path: str | os.PathLike) -> str:
+    """``imagePath`` for a LabelMe file at ``json_path``: a relative path is kept (it is relative to
+    the JSON file already); an absolute one is made relative to the JSON file's folder."""
+    image_path = os.fspath(image_path)
+    if os.path.isabs(image_path):
+        image_path = os.path.relpath(image_path, start=os.path.dirname(os.path.abspath(json_path)))
+    return image_path.replace(os.sep, "/")
+
+
 def write_labelme(
     path: str | os.PathLike,
     mask_or_labels: np.ndarray,
@@ -464,10 +464,7 @@ def write_labelme(
     JSON file already; an absolute path is made relative to the JSON file's folder.
     ``label_names`` maps class values to names (``{1: "text"}``).
     """
-    image_path = os.fspath(image_rel_path)
-    if os.path.isabs(image_path):
-        image_path = os.path.relpath(image_path, start=os.path.dirname(os.path.abspath(path)))
-    image_path = image_path.replace(os.sep, "/")
+    image_path = labelme_image_path(path, image_rel_path)
     document = labelme_document(mask_or_labels, image_path, height, width, label_names, tolerance=tolerance)
     atomic_write_json(path, document, indent=2)
     return document
@@ -499,104 +496,3 @@ def read_labelme(path: str | os.PathLike, label_values: Mapping[str, int]) -> np
     """Read a LabelMe JSON file into a label map (see :func:`labelme_to_labels`)."""
     with open(path, encoding="utf-8") as handle:
         return labelme_to_labels(json.load(handle), label_values)
-
-
-# --------------------------------------------------------------------------------------------
-# Zip export
-# --------------------------------------------------------------------------------------------
-
-_FORMATS = ("png", "coco", "labelme")
-
-
-def _relative_to(target: str, start_folder: str) -> str:
-    return os.path.relpath(target, start=start_folder or ".").replace(os.sep, "/")
-
-
-def export_zip(
-    label_store_or_dir: LabelStore | str | os.PathLike,
-    zip_path: str | os.PathLike,
-    formats: Sequence[str] = _FORMATS,
-    image_root: str | os.PathLike | None = None,
-) -> dict:
-    """Write every finished label of an output folder into one zip, atomically.
-
-    Contents (for formats ``png``, ``coco``, ``labelme``)::
-
-        masks/<folders>/<stem>.png      the label PNGs (text removal: also cleaned/...)
-        coco.json                       COCO with RLE annotations, file_name = source path
-        labelme/<folders>/<stem>.json   LabelMe polygons
-        images/<source path>            only with image_root: copies of the source images
-        manifest.json                   task, classes (value, PNG value, colour), per-file
-                                        status and counts
-
-    LabelMe ``imagePath`` points at ``images/...`` when ``image_root`` is given (the extracted
-    zip opens in LabelMe as is); otherwise it is the image's file name, for copying the JSON
-    files next to the source images. Returns the content of ``manifest.json``.
-    """
-    store = label_store_or_dir if isinstance(label_store_or_dir, LabelStore) else LabelStore.open(label_store_or_dir)
-    chosen = tuple(dict.fromkeys(str(f).lower() for f in formats))
-    unknown = [f for f in chosen if f not in _FORMATS]
-    if unknown:
-        raise ValueError(f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(_FORMATS)}")
-    records = store.records()
-    classes = store.classes
-    names = {c.value: c.name for c in classes if c.value}
-    coco = CocoBuilder(classes, info={"task": store.task}) if "coco" in chosen else None
-    files: dict[str, dict] = {}
-    exported = 0
-    missing_images: list[str] = []
-
-    with atomic_writer(zip_path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
-        for rel, record in records.items():
-            entry = {k: v for k, v in record.items() if k not in ("file", "task")}
-            files[rel] = entry
-            if record["status"] not in (DONE, REVIEWED) or not store.label_path(rel).is_file():
-                if record["status"] in (DONE, REVIEWED):
-                    entry["exported"] = False
-                    entry["reason"] = "the label file is missing"
-                continue
-            rel_posix = normalize_relative_path(rel)
-            mask_arc = label_relpath(rel, MASKS_DIR)
-            if "png" in chosen:
-                archive.write(store.label_path(rel), mask_arc, compress_type=zipfile.ZIP_STORED)
-                cleaned = store.cleaned_path(rel)
-                if cleaned.is_file():
-                    archive.write(cleaned, label_relpath(rel, CLEANED_DIR), compress_type=zipfile.ZIP_STORED)
-            image_arc = None
-            if image_root is not None:
-                source = Path(image_root).joinpath(*rel_posix.parts)
-                if source.is_file():
-                    image_arc = (PurePosixPath("images") / rel_posix).as_posix()
-                    archive.write(source, image_arc, compress_type=zipfile.ZIP_STORED)
-                else:
-                    missing_images.append(rel)
-            if coco is not None or "labelme" in chosen:
-                labels = store.read_class_map(rel)
-                if coco is not None:
-                    coco.add(rel, labels)
-                if "labelme" in chosen:
-                    json_arc = label_relpath(rel, "labelme")[: -len(".png")] + ".json"
-                    if image_arc is not None:
-                        image_ref = _relative_to(image_arc, str(PurePosixPath(json_arc).parent))
-                    else:
-                        image_ref = rel_posix.name
-                    document = labelme_document(labels, image_ref, labels.shape[0], labels.shape[1], names)
-                    archive.writestr(json_arc, json.dumps(document, ensure_ascii=False, indent=2))
-            entry["exported"] = True
-            exported += 1
-        if coco is not None:
-            archive.writestr("coco.json", json.dumps(coco.to_dict(), ensure_ascii=False))
-        counts = store.counts()
-        counts["exported"] = exported
-        manifest = {
-            "task": store.task,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "formats": list(chosen),
-            "classes": [c.as_dict() for c in classes],
-            "counts": counts,
-            "files": files,
-        }
-        if missing_images:
-            manifest["missing_images"] = missing_images
-        archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
-    return manifest

@@ -1,7 +1,7 @@
 """Batch pre-labelling: run one task over a folder of images and keep the labels safely.
 
 This is the library behind ``upocr label`` (:mod:`upocr.cli.label`). Labels are kept by
-:class:`upocr.labels.LabelStore` (``masks/``, ``cleaned/``, ``manifest*.jsonl``); exports
+:class:`upocr.labeling.LabelStore` (``masks/``, ``cleaned/``, ``manifest*.jsonl``); exports
 (``coco.json``, ``labelme/``) are rebuilt at the end from every finished label.
 
 Guarantees
@@ -48,8 +48,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .io import ImageReadError, iter_image_files, read_image
-from .labels import (
+from ..io import ImageReadError, iter_image_files, read_image
+from ..tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
+from .exports import LABELME_DIR, check_formats, write_exports
+from .store import (
     CLEANED_DIR,
     DONE,
     MASKS_DIR,
@@ -59,31 +61,22 @@ from .labels import (
     LabelStore,
     ReviewedLabelError,
     find_label_collisions,
-    label_relpath,
     merge_manifests,
 )
-from .tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
 
 __all__ = [
-    "EXPORT_FORMATS",
-    "COCO_NAME",
-    "LABELME_DIR",
     "LabelConfig",
     "LabelSummary",
     "find_inputs",
     "shard",
     "clean_stale_temp_files",
     "label_files",
+    "label_images",
     "label_folder",
-    "write_exports",
     "ProcessGroup",
     "finish_output",
 ]
 
-#: Output formats: ``png`` (the label PNGs, always written), ``coco`` and ``labelme`` exports.
-EXPORT_FORMATS: tuple[str, ...] = ("png", "coco", "labelme")
-COCO_NAME = "coco.json"
-LABELME_DIR = "labelme"
 
 
 @dataclass
@@ -115,11 +108,7 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         self.task = canonical_task(self.task)
-        formats = tuple(dict.fromkeys(str(f).strip().lower() for f in self.formats if str(f).strip()))
-        unknown = [f for f in formats if f not in EXPORT_FORMATS]
-        if unknown:
-            raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)}")
-        self.formats = formats or ("png",)
+        self.formats = check_formats(self.formats, "format") or ("png",)
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ValueError(f"the threshold must lie in [0, 1], got {self.threshold}")
         self.threshold = float(self.threshold)
@@ -149,6 +138,8 @@ class LabelSummary:
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     skips: list[tuple[str, str]] = field(default_factory=list)
+    #: What the exports wrote (``{"coco": path, "labelme": count}``), after :func:`label_folder`.
+    exports: dict[str, Any] = field(default_factory=dict)
 
     COUNTS = ("total", "done", "failed", "skipped", "kept_reviewed", "already_done", "other_settings")
 
@@ -330,30 +321,34 @@ def _reason(error: BaseException) -> str:
 
 
 class _Labeller:
-    """One run over a list of files: read, infer, write."""
+    """One run over a list of files: read, infer, write.
 
-    def __init__(self, pipe: Any, store: LabelStore, config: LabelConfig, tally: _Tally, extra: dict):
-        self.pipe = pipe
+    ``predict(rgb)`` runs the model (on the calling thread); ``to_label(output)`` turns its
+    output into ``(label, cleaned)`` on a writer thread.
+    """
+
+    def __init__(self, predict: Callable[[np.ndarray], Any], to_label: Callable[[Any], tuple], read_kwargs: dict,
+                 store: LabelStore, config: LabelConfig, tally: _Tally, extra: dict):
+        self.predict = predict
+        self.to_label = to_label
         self.store = store
         self.config = config
         self.tally = tally
         self.extra = extra
-        self.tasks = _needed_tasks(pipe, config.task)
-        read_kwargs = dict(getattr(pipe, "read_kwargs", {}) or {})
+        self.read_kwargs = dict(read_kwargs)
         if config.max_pixels is not None:
-            read_kwargs["max_pixels"] = config.max_pixels
-        self.read_kwargs = read_kwargs
+            self.read_kwargs["max_pixels"] = config.max_pixels
 
     # -- the three stages ------------------------------------------------------------------------
     def read(self, path: Path) -> np.ndarray:
         return read_image(path, **self.read_kwargs)
 
-    def infer(self, rgb: np.ndarray) -> dict[str, Any]:
-        return self.pipe.run_all(rgb, self.tasks, mode=self.config.mode, threshold=self.config.threshold)
+    def infer(self, rgb: np.ndarray) -> Any:
+        return self.predict(rgb)
 
-    def write(self, rel: str, rgb_shape: tuple[int, ...], results: dict[str, Any]) -> None:
+    def write(self, rel: str, rgb_shape: tuple[int, ...], output: Any) -> None:
         try:
-            label, cleaned = get_task(self.config.task).label_of(results)
+            label, cleaned = self.to_label(output)
             record = dict(self.extra, width=int(rgb_shape[1]), height=int(rgb_shape[0]))
             self.store.write_label(rel, label, cleaned=cleaned, record=record)
         except ReviewedLabelError:
@@ -470,25 +465,48 @@ def _progress_bar(total: int, config: LabelConfig):
 def label_files(pipe: Any, items: Sequence[tuple[Path, str]], output_dir: str | os.PathLike, config: LabelConfig,
                 *, rank: int | None = None, world_size: int = 1) -> LabelSummary:
     """Label this process's share of ``items`` (``(path, relative name)``, the whole sorted list)
-    into ``output_dir`` and return what was done. Exports are not written (see
-    :func:`write_exports`). ``rank``/``world_size``: the process's place in a multi-process run."""
+    into ``output_dir`` with a :class:`~upocr.pipeline.UPOCRPipeline` and return what was done.
+    Exports are not written (see :func:`write_exports`). ``rank``/``world_size``: the process's
+    place in a multi-process run."""
     model = getattr(pipe, "source", None)
     if config.task not in pipe.tasks:
         raise ValueError(f"this model has no {config.task} output; it serves {', '.join(pipe.tasks)}")
     store = LabelStore(output_dir, config.task, rank=rank if world_size > 1 else None, model=model,
                        revision=config.revision)
+    tasks = _needed_tasks(pipe, config.task)
+
+    def predict(rgb: np.ndarray) -> dict[str, Any]:
+        return pipe.run_all(rgb, tasks, mode=config.mode, threshold=config.threshold)
+
+    return label_images(predict, items, store, config, to_label=get_task(config.task).label_of,
+                        read_kwargs=getattr(pipe, "read_kwargs", None), mode=config.mode or getattr(pipe, "mode", None),
+                        rank=rank, world_size=world_size)
+
+
+def label_images(predict: Callable[[np.ndarray], Any], items: Sequence[tuple[Path, str]], store: LabelStore,
+                 config: LabelConfig, *, to_label: Callable[[Any], tuple] | None = None,
+                 read_kwargs: dict | None = None, mode: str | None = None, rank: int | None = None,
+                 world_size: int = 1) -> LabelSummary:
+    """The labelling engine behind ``upocr label`` and the app's Annotate tab: label this
+    process's share of ``items`` into ``store``.
+
+    ``predict(rgb)`` runs the model on one image; ``to_label(output)`` (default: the output as
+    it is) gives ``(label, cleaned)``. Reviewed labels are kept, finished ones are skipped unless
+    ``config.overwrite_unreviewed``, two sources that would share a label file are skipped, and
+    one bad file is recorded as failed while the run goes on.
+    """
     mine = shard(items, rank or 0, world_size)
-    plan = _plan(items, mine, store, config, model)
+    plan = _plan(items, mine, store, config, store.model)
     summary = LabelSummary(task=config.task, total=len(mine), kept_reviewed=plan.kept_reviewed,
                            already_done=plan.already_done, other_settings=plan.other_settings)
-    extra: dict[str, Any] = {"revision": config.revision, "mode": config.mode or getattr(pipe, "mode", None)}
+    extra: dict[str, Any] = {"revision": config.revision, "mode": mode}
     if get_task(config.task).uses_threshold:
         extra["threshold"] = config.threshold
     if world_size > 1:
         extra["rank"] = rank
     bar = _progress_bar(len(plan.todo) + len(plan.skips), config)
     tally = _Tally(summary, bar)
-    labeller = _Labeller(pipe, store, config, tally, extra)
+    labeller = _Labeller(predict, to_label or (lambda output: output), read_kwargs or {}, store, config, tally, extra)
     start = time.perf_counter()
     try:
         for rel, reason in plan.skips:
@@ -502,61 +520,6 @@ def label_files(pipe: Any, items: Sequence[tuple[Path, str]], output_dir: str | 
         if bar is not None:
             bar.close()
     return summary
-
-
-# --------------------------------------------------------------------------------------------
-# Exports
-# --------------------------------------------------------------------------------------------
-
-
-def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[str],
-                  input_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Write the COCO file (``coco.json``) and the LabelMe files (``labelme/<folders>/<stem>.json``)
-    of every finished label (done or reviewed) in ``output_dir``, each atomically.
-
-    LabelMe files newer than their mask are kept as they are, so a resumed run only converts the
-    new labels; ``imagePath`` points at the source image under ``input_dir`` (relative to the
-    JSON file), or is the image's file name. Returns ``{"coco": path, "labelme": count}``.
-    """
-    from .export import CocoBuilder, write_labelme
-    from .io import atomic_write_json
-
-    chosen = {str(f).lower() for f in formats}
-    out: dict[str, Any] = {}
-    if not chosen & {"coco", "labelme"}:
-        return out
-    root = Path(output_dir)
-    store = LabelStore(root, task)
-    names = {c.value: c.name for c in store.classes if c.value}
-    coco = CocoBuilder(store.classes, info={"task": store.task, "description": "UPOCR pre-labels"}) \
-        if "coco" in chosen else None
-    written = 0
-    for rel, record in store.records().items():
-        if record["status"] not in (DONE, REVIEWED) or not store.label_path(rel).is_file():
-            continue
-        labels = None
-        if coco is not None:
-            labels = store.read_class_map(rel)
-            coco.add(rel, labels)
-        if "labelme" in chosen:
-            mask_path = store.label_path(rel)
-            json_path = root / (label_relpath(rel, LABELME_DIR)[: -len(".png")] + ".json")
-            try:
-                fresh = json_path.stat().st_mtime_ns >= mask_path.stat().st_mtime_ns
-            except FileNotFoundError:
-                fresh = False
-            if not fresh:
-                if labels is None:
-                    labels = store.read_class_map(rel)
-                rel_parts = Path(*LabelStore.key(rel).split("/"))
-                image = (Path(input_dir).resolve() / rel_parts) if input_dir is not None else rel_parts.name
-                write_labelme(json_path, labels, image, labels.shape[0], labels.shape[1], names)
-                written += 1
-    if coco is not None:
-        out["coco"] = atomic_write_json(root / COCO_NAME, coco.to_dict(), indent=None)
-    if "labelme" in chosen:
-        out["labelme"] = written
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,13 +601,38 @@ def finish_output(output_dir: str | os.PathLike, task: str, formats: Iterable[st
     return write_exports(root, task, formats, input_dir)
 
 
-def label_folder(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.PathLike,
-                 config: LabelConfig) -> LabelSummary:
-    """Label every image under ``input_dir`` into ``output_dir`` in this process, then write the
-    exports: the whole of ``upocr label`` without the command line."""
-    items = find_inputs(input_dir, output_dir)
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    clean_stale_temp_files(output_dir)
-    summary = label_files(pipe, items, output_dir, config)
-    finish_output(output_dir, config.task, config.formats, input_dir)
-    return summary
+def label_folder(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.PathLike, config: LabelConfig, *,
+                 items: Sequence[tuple[Path, str]] | None = None, group: "ProcessGroup | None" = None,
+                 report: Callable[[str], None] | None = None) -> LabelSummary:
+    """The whole of ``upocr label`` without the command line: label every image under
+    ``input_dir`` into ``output_dir`` (this process's share when ``group`` is distributed), then,
+    on the main process, merge the manifests and write the exports.
+
+    ``report`` receives one line per leftover clean-up, skipped and failed file. Returns the
+    summary of the whole run (every process), with the exports written (main process only).
+    """
+    group = group or ProcessGroup({})
+    items = find_inputs(input_dir, output_dir) if items is None else items
+    report = report or (lambda line: print(line, file=sys.stderr))
+    group.join()
+    try:
+        if group.is_main:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            removed = clean_stale_temp_files(output_dir)
+            if removed:
+                report(f"removed {removed} temporary file(s) left by an interrupted run")
+        group.barrier()  # nobody writes before the leftovers are gone
+        summary = label_files(pipe, items, output_dir, config, rank=group.rank, world_size=group.world_size)
+        for rel, reason in summary.skips:
+            report(f"skipped: {rel}: {reason}")
+        for rel, reason in summary.failures:
+            report(f"failed: {rel}: {reason}")
+        group.barrier()  # every process has finished its files
+        total = group.gather_summary(summary)
+        if group.is_main:
+            source = Path(input_dir)
+            total.exports = finish_output(output_dir, config.task, config.formats, source if source.is_dir() else None)
+        group.barrier()  # the processes end together, once the manifest is merged and the exports written
+    finally:
+        group.leave()
+    return total

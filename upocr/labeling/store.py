@@ -45,9 +45,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from .io import atomic_write_text, normalize_relative_path, safe_relative_output, save_png_atomic
-from .tasks import canonical_task, get_task
-from .tasks.base import LabelClass
+from ..io import atomic_write_text, normalize_relative_path, safe_relative_output, save_png_atomic
+from ..tasks import canonical_task, get_task
+from ..tasks.base import LabelClass
 
 __all__ = [
     "MASKS_DIR",
