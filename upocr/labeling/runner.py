@@ -41,16 +41,17 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from ..io import ImageReadError, iter_image_files, read_image
-from ..tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
-from .exports import LABELME_DIR, check_formats, write_exports
+from ..tasks import get_task
+from .exports import LABELME_DIR, write_exports
+from .config import LabelConfig, LabelSummary
+from .processes import ProcessGroup
 from .store import (
     CLEANED_DIR,
     DONE,
@@ -77,103 +78,6 @@ __all__ = [
     "finish_output",
 ]
 
-
-
-@dataclass
-class LabelConfig:
-    """How to label.
-
-    ``mode`` (``resize``/``tile``/``auto``; ``None``: the pipeline's), ``threshold`` (text
-    segmentation and the text mask of text removal), ``overwrite_unreviewed`` (label again files
-    that a model already labelled; reviewed labels are kept regardless), ``max_pixels`` (reading
-    limit; ``None``: the pipeline's), ``read_workers``/``write_workers`` (thread pools),
-    ``prefetch``/``pending_writes`` (bounds of the queues), ``overlap=False`` (everything in turn
-    on the calling thread: the baseline), ``progress`` (a tqdm bar on stderr).
-    """
-
-    task: str
-    formats: tuple[str, ...] = ("png", "coco")
-    threshold: float = DEFAULT_SEGMENTATION_THRESHOLD
-    mode: str | None = None
-    overwrite_unreviewed: bool = False
-    max_pixels: int | None = None
-    read_workers: int = 2
-    write_workers: int = 2
-    prefetch: int = 4
-    pending_writes: int = 4
-    overlap: bool = True
-    progress: bool = True
-    revision: str | None = None
-    progress_desc: str | None = None
-
-    def __post_init__(self) -> None:
-        self.task = canonical_task(self.task)
-        self.formats = check_formats(self.formats, "format") or ("png",)
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise ValueError(f"the threshold must lie in [0, 1], got {self.threshold}")
-        self.threshold = float(self.threshold)
-        if self.mode is not None and self.mode not in ("resize", "tile", "auto"):
-            raise ValueError(f"mode must be resize, tile or auto, got {self.mode!r}")
-        for name in ("read_workers", "write_workers", "prefetch", "pending_writes"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1")
-
-
-@dataclass
-class LabelSummary:
-    """What a run did. ``done``: labelled now; ``failed``; ``skipped`` (e.g. two sources that
-    would share a label file); ``kept_reviewed``: reviewed labels left alone; ``already_done``:
-    finished in an earlier run and not redone; ``other_settings``: of those, how many were made
-    with another model or threshold. ``seconds`` covers reading, inference and writing (not model
-    loading or exports)."""
-
-    task: str
-    total: int = 0
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    kept_reviewed: int = 0
-    already_done: int = 0
-    other_settings: int = 0
-    seconds: float = 0.0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    skips: list[tuple[str, str]] = field(default_factory=list)
-    #: What the exports wrote (``{"coco": path, "labelme": count}``), after :func:`label_folder`.
-    exports: dict[str, Any] = field(default_factory=dict)
-
-    COUNTS = ("total", "done", "failed", "skipped", "kept_reviewed", "already_done", "other_settings")
-
-    @property
-    def processed(self) -> int:
-        """Files that went through the model in this run (labelled or failed)."""
-        return self.done + self.failed
-
-    @property
-    def images_per_second(self) -> float:
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"task": self.task}
-        out.update({name: getattr(self, name) for name in self.COUNTS})
-        out["seconds"] = round(self.seconds, 4)
-        out["images_per_second"] = round(self.images_per_second, 4)
-        out["failures"] = [{"file": f, "reason": r} for f, r in self.failures]
-        return out
-
-    def text(self) -> str:
-        """The human summary printed at the end of a run."""
-        lines = [
-            f"upocr label: {self.task}: {self.total} files, {self.processed} processed in "
-            f"{self.seconds:.1f} s ({self.images_per_second:.2f} images/s)",
-            f"  done {self.done} | failed {self.failed} | skipped {self.skipped} | "
-            f"reviewed kept {self.kept_reviewed} | already done {self.already_done}",
-        ]
-        if self.other_settings:
-            lines.append(
-                f"  note: {self.other_settings} of the already done labels were made with another model or "
-                "threshold; pass --overwrite-unreviewed to label them again"
-            )
-        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,75 +424,6 @@ def label_images(predict: Callable[[np.ndarray], Any], items: Sequence[tuple[Pat
         if bar is not None:
             bar.close()
     return summary
-
-
-# --------------------------------------------------------------------------------------------
-# Several processes
-# --------------------------------------------------------------------------------------------
-
-
-class ProcessGroup:
-    """The processes of a ``torchrun`` launch (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), joined
-    over gloo so that they can wait for each other; a single process when ``WORLD_SIZE`` is unset
-    or 1 (every call is then a no-op)."""
-
-    #: How long a process waits at a barrier for the slowest one.
-    TIMEOUT = timedelta(days=7)
-
-    def __init__(self, environ: dict | None = None):
-        env = os.environ if environ is None else environ
-        self.world_size = int(env.get("WORLD_SIZE", "1") or 1)
-        self.rank = int(env.get("RANK", "0") or 0)
-        self.local_rank = int(env.get("LOCAL_RANK", str(self.rank)) or 0)
-        if not 0 <= self.rank < max(1, self.world_size):
-            raise ValueError(f"RANK={self.rank} is not in WORLD_SIZE={self.world_size}")
-        self._joined = False
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def join(self) -> None:
-        if not self.distributed or self._joined:
-            return
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=self.TIMEOUT)
-        self._joined = True
-
-    def barrier(self) -> None:
-        if self._joined:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def gather_summary(self, summary: LabelSummary) -> LabelSummary:
-        """The sum of every process's counts (the longest time) on every process."""
-        if not self._joined:
-            return summary
-        import torch
-        import torch.distributed as dist
-
-        counts = torch.tensor([float(getattr(summary, n)) for n in LabelSummary.COUNTS], dtype=torch.float64)
-        dist.all_reduce(counts)
-        seconds = torch.tensor([summary.seconds], dtype=torch.float64)
-        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
-        total = LabelSummary(task=summary.task, seconds=float(seconds.item()))
-        for name, value in zip(LabelSummary.COUNTS, counts.tolist()):
-            setattr(total, name, int(value))
-        return total
-
-    def leave(self) -> None:
-        if self._joined:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            self._joined = False
 
 
 def finish_output(output_dir: str | os.PathLike, task: str, formats: Iterable[str],
