@@ -8,6 +8,7 @@ item's pixels and box belong to it alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -270,6 +271,26 @@ def page_matrix(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return m
 
 
+def _heading(rng: np.random.Generator, put, fonts: Sequence[FontSpec], size: int, page_h: int,
+             area: tuple[float, float, float], y: float, ink) -> tuple[float, int]:
+    """A heading line at ``y`` (left-aligned or centred) when it fits; returns the next line's
+    ``y`` and the number of words put."""
+    x0, x1, y1 = area
+    words = 0
+    head_size = int(min(size * rng.uniform(1.4, 2.4), 0.12 * page_h))
+    head_font = fonts[int(rng.integers(len(fonts)))]
+    heading = head_font.clean(content.phrase(rng, 1, 4)) or "Title"
+    width = text_length(heading, head_font, head_size)
+    if width < x1 - x0 and y + head_size * 1.3 < y1:
+        hx = x0 + (0 if rng.random() < 0.5 else (x1 - x0 - width) / 2)
+        for part in heading.split(" "):
+            put(part, hx, y, head_font, head_size, ink)
+            hx += text_length(part + " ", head_font, head_size)
+            words += 1
+        y += head_size * 1.6
+    return y, words
+
+
 def layout_document(rng: np.random.Generator, scene: Scene, max_words: int = 260) -> None:
     """Paragraphs of small text on a page (rules and text area from the background)."""
     h, w = scene.shape
@@ -315,17 +336,7 @@ def layout_document(rng: np.random.Generator, scene: Scene, max_words: int = 260
         tops = []
         y = float(y0)
         if rng.random() < 0.5:  # heading
-            head_size = int(min(size * rng.uniform(1.4, 2.4), 0.12 * h))
-            head_font = fonts[int(rng.integers(len(fonts)))]
-            heading = head_font.clean(content.phrase(rng, 1, 4)) or "Title"
-            width = text_length(heading, head_font, head_size)
-            if width < x1 - x0 and y + head_size * 1.3 < y1:
-                hx = x0 + (0 if rng.random() < 0.5 else (x1 - x0 - width) / 2)
-                for part in heading.split(" "):
-                    put(part, hx, y, head_font, head_size, ink)
-                    hx += text_length(part + " ", head_font, head_size)
-                    words += 1
-                y += head_size * 1.6
+            y, words = _heading(rng, put, fonts, size, h, (x0, x1, y1), y, ink)
         while y + ascent + descent <= y1:
             tops.append(y)
             y += line_h
