@@ -83,3 +83,22 @@ def test_python_dash_m_and_console_script(micro_model_dir, image_folder, tmp_pat
     script = Path(sys.executable).with_name("upocr")  # the console script installed beside this interpreter
     helptext = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert helptext.returncode == 0 and "predict" in helptext.stdout and "convert" in helptext.stdout
+
+
+def test_a_file_name_no_output_can_have_is_reported_and_the_rest_is_written(micro_model_dir, tmp_path, capsys):
+    """A newline in a file name (legal on Linux) cannot name an output file: that file is
+    reported by name, the others are written, and the exit status says something failed."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("bad\nname.png", "fine.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(folder / name)
+    for command in (["predict", "--task", "segmentation", str(folder), "-o", str(tmp_path / "pred")],
+                    ["label", "--task", "segmentation", "--format", "png,coco,labelme", "--no-progress", str(folder),
+                     str(tmp_path / "lab")]):
+        code = cli_main([*command[:1], "--model", str(micro_model_dir), *command[1:]])
+        err = capsys.readouterr().err
+        assert code == 1, command[0]
+        assert "bad\\nname.png" in err and "control characters" in err and "Traceback" not in err
+    assert (tmp_path / "pred" / "fine.png").is_file()
+    assert (tmp_path / "lab" / "masks" / "fine.png").is_file() and (tmp_path / "lab" / "coco.json").is_file()

@@ -91,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
         print("upocr predict: error: no images found in " + ", ".join(args.inputs), file=sys.stderr)
         return 2
     targets: dict[Path, Path] = {}
+    failures = []
     for path, rel in items:
-        out = safe_relative_output(args.output, rel, ".png")
+        try:
+            out = safe_relative_output(args.output, rel, ".png")
+        except ValueError as error:  # a name no output file can have (control characters, escapes)
+            failures.append(f"{str(path)!r}: cannot name an output file after it ({error})")
+            continue
         if out in targets:
             print(f"upocr predict: error: {path} and {targets[out]} would both write {out}", file=sys.stderr)
             return 2
@@ -100,16 +105,17 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args)
     if pipe is None:
         return 1
-    failures = []
+    total = len(items)
     for out, path in tqdm(list(targets.items()), desc=f"upocr {task}", unit="img"):
         try:
             result = pipe(path, task, threshold=args.threshold, preserve_background=args.preserve_background)
+            save_png_atomic(out, result.to_pil())
         except ImageReadError as error:
             failures.append(str(error))
-            continue
-        save_png_atomic(out, result.to_pil())
-    done = len(targets) - len(failures)
-    print(f"wrote {done} of {len(targets)} results to {args.output}")
+        except OSError as error:  # this file's output cannot be written (e.g. a name too long)
+            failures.append(f"{path}: cannot write {out.name}: {error.strerror or error}")
+    done = total - len(failures)
+    print(f"wrote {done} of {total} results to {args.output}")
     for message in failures:
         print(f"failed: {message}", file=sys.stderr)
     return 1 if failures else 0

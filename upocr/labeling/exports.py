@@ -80,7 +80,9 @@ def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[st
 
     LabelMe files newer than their mask are kept as they are, so a resumed run only converts the
     new labels; ``imagePath`` points at the source image under ``input_dir`` (relative to the
-    JSON file), or is the image's file name. Returns ``{"coco": path, "labelme": count}``.
+    JSON file), or is the image's file name. A LabelMe file that cannot be written is reported
+    and the others (and the COCO file) still are. Returns ``{"coco": path, "labelme": count}``
+    and ``"failed": [(file, reason)]`` when any LabelMe file failed.
     """
     chosen = check_formats(formats)
     out: dict[str, Any] = {}
@@ -90,6 +92,7 @@ def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[st
     store = LabelStore(root, task)
     export = LabelExport(store, chosen, info={"task": store.task, "description": "UPOCR pre-labels"})
     written = 0
+    failed: list[tuple[str, str]] = []
     for rel, _ in export.finished():
         mask_path = store.label_path(rel)
         if not mask_path.is_file():
@@ -102,12 +105,17 @@ def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[st
             image_ref = labelme_image_path(json_path, image)
         document = export.add(rel, image_ref)
         if document is not None:
-            atomic_write_json(json_path, document, indent=2)
-            written += 1
+            try:
+                atomic_write_json(json_path, document, indent=2)
+                written += 1
+            except OSError as error:  # e.g. a name too long once ".json" is added: that file only
+                failed.append((rel, f"LabelMe file not written: {error.strerror or error}"))
     if export.coco is not None:
         out["coco"] = atomic_write_json(root / COCO_NAME, export.coco.to_dict(), indent=None)
     if export.labelme:
         out["labelme"] = written
+    if failed:
+        out["failed"] = failed
     return out
 
 

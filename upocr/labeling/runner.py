@@ -62,6 +62,7 @@ from .store import (
     LabelStore,
     ReviewedLabelError,
     find_label_collisions,
+    label_relpath,
     merge_manifests,
 )
 
@@ -158,6 +159,20 @@ def _collision_skips(items: Sequence[tuple[Path, str]], records: dict[str, dict]
             if other != owner:
                 skips[other] = f"{other} and {owner} would both be labelled as {key}; rename one of them"
     return skips
+
+
+def _usable_names(items: Sequence[tuple[Path, str]]) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """The items whose relative name can name a label file, and ``(path, reason)`` of the others
+    (control characters, absolute or escaping paths): those are reported, never written."""
+    usable, unusable = [], []
+    for path, rel in items:
+        try:
+            label_relpath(rel)
+        except ValueError as error:
+            unusable.append((path, f"cannot name a label file after it ({error})"))
+        else:
+            usable.append((path, rel))
+    return usable, unusable
 
 
 def _plan(items: Sequence[tuple[Path, str]], mine: Sequence[tuple[Path, str]], store: LabelStore,
@@ -399,10 +414,15 @@ def label_images(predict: Callable[[np.ndarray], Any], items: Sequence[tuple[Pat
     ``config.overwrite_unreviewed``, two sources that would share a label file are skipped, and
     one bad file is recorded as failed while the run goes on.
     """
+    items, unusable = _usable_names(items)
     mine = shard(items, rank or 0, world_size)
     plan = _plan(items, mine, store, config, store.model)
     summary = LabelSummary(task=config.task, total=len(mine), kept_reviewed=plan.kept_reviewed,
                            already_done=plan.already_done, other_settings=plan.other_settings)
+    for path, reason in shard(unusable, rank or 0, world_size):  # no label file can be named after these
+        summary.total += 1
+        summary.failed += 1
+        summary.failures.append((repr(str(path)), reason))
     extra: dict[str, Any] = {"revision": config.revision, "mode": mode}
     if get_task(config.task).uses_threshold:
         extra["threshold"] = config.threshold
@@ -467,6 +487,10 @@ def label_folder(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.P
         if group.is_main:
             source = Path(input_dir)
             total.exports = finish_output(output_dir, config.task, config.formats, source if source.is_dir() else None)
+            for rel, reason in total.exports.get("failed", []):
+                report(f"failed: {rel}: {reason}")
+                total.failed += 1
+                total.failures.append((rel, reason))
         group.barrier()  # the processes end together, once the manifest is merged and the exports written
     finally:
         group.leave()
