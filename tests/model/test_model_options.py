@@ -97,3 +97,24 @@ def test_fine_tuning_with_new_modules_keeps_every_shared_weight():
 def test_absurd_configs_are_refused_before_anything_is_allocated(field, value, message):
     with pytest.raises(ValueError, match=message):
         UPOCR.from_preset("tiny", **{field: value})
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", "not a readable safetensors file"),
+    ("no-config", "has no config.json"),
+    ("wrong-shape", "does not match its config.json: .* is \\[.*\\] in the file"),
+])
+def test_a_broken_model_folder_fails_with_one_line_naming_the_file(tmp_path, damage, message):
+    folder = tmp_path / "model"
+    _tiny().save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:5000])
+    elif damage == "no-config":
+        (folder / "config.json").unlink()
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "embed_dim": 48}))
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as caught:
+        UPOCR.from_pretrained(folder)
+    assert str(folder) in str(caught.value) and "\n" not in str(caught.value)

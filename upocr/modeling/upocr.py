@@ -170,11 +170,23 @@ class UPOCR(
             weights = Path(model_id) / SAFETENSORS_SINGLE_FILE
             if not weights.is_file():
                 raise FileNotFoundError(f"{model_id} has no {SAFETENSORS_SINGLE_FILE}")
+            if not (Path(model_id) / "config.json").is_file():
+                raise FileNotFoundError(f"{model_id} has no config.json (the model's configuration), so its "
+                                        "weights cannot be read; save models with save_pretrained")
         else:
             weights = hf_hub_download(model_id, SAFETENSORS_SINGLE_FILE, revision=revision, cache_dir=cache_dir,
                                       force_download=force_download, local_files_only=local_files_only, token=token)
-        model = cls(**model_kwargs)
-        state = load_file(str(weights), device=str(map_location))
+        model = cls(**model_kwargs)  # the configuration is validated before anything is allocated
+        try:
+            state = load_file(str(weights), device=str(map_location))
+        except Exception as error:  # safetensors' own error types: truncated or not a safetensors file
+            raise ValueError(f"{weights}: not a readable safetensors file ({str(error).splitlines()[0]})") from None
+        ours = model.state_dict()
+        wrong = [(k, tuple(v.shape), tuple(ours[k].shape)) for k, v in state.items() if k in ours and v.shape != ours[k].shape]
+        if wrong:
+            name, theirs, expected = wrong[0]
+            raise ValueError(f"{weights} does not match its config.json: {name} is {list(theirs)} in the file but "
+                             f"{list(expected)} in the configured model ({len(wrong)} tensors differ)")
         missing, unexpected = model.load_state_dict(state, strict=False)
         if strict and (missing or unexpected):
             raise ValueError(
