@@ -7,9 +7,13 @@ Layout::
     DATA_DIR/.upocr-labels/<task>/          labels of a local ``--data`` folder (LabelStore layout)
     STUDIO/workspaces/<id>/images/...       uploaded images (zip folders kept)
     STUDIO/workspaces/<id>/labels/<task>/   their labels
+    STUDIO/workspaces/<id>/.owner           a hash of the owner's key
 
-A workspace id is a salted hash of the uploaded files' names and contents: uploading the same
-files again reopens the same workspace (and resumes), and nobody can guess another's id.
+Workspaces are private: the app gives each browser an owner key (kept in the browser's storage,
+encrypted), and a workspace id is a salted hash of that key and the uploaded files' names and
+contents. The same browser uploading the same files again reopens its workspace (and resumes);
+another browser uploading the same files gets a workspace of its own, and cannot open anyone
+else's, even knowing its id.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 import secrets
 import shutil
 import stat
+import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from upocr.labeling import LabelConfig, export_zip, label_images
-from upocr.io import is_image_file, iter_image_files, normalize_relative_path, read_image
+from upocr.io import atomic_write_text, is_image_file, iter_image_files, normalize_relative_path, read_image
 from upocr.labeling import DONE, REVIEWED, LabelStore, ReviewedLabelError
 from upocr.tasks import (
     DEFAULT_SEGMENTATION_THRESHOLD,
@@ -79,8 +84,22 @@ def browser_secret(workspaces_root: Path) -> str:
     return hashlib.sha256(b"browser-state" + _salt(workspaces_root)).hexdigest()
 
 
-def workspace_id(files: Sequence[str | os.PathLike], workspaces_root: Path) -> str:
-    digest = hashlib.sha256(_salt(workspaces_root))
+def new_owner_key() -> str:
+    """A random key that makes the workspaces of one browser (or user) its own."""
+    return secrets.token_hex(16)
+
+
+def _owner_digest(owner: str) -> str:
+    return hashlib.sha256(b"workspace-owner\0" + str(owner).encode()).hexdigest()
+
+
+def workspace_id(files: Sequence[str | os.PathLike], workspaces_root: Path, owner: str) -> str:
+    """The id of the workspace that ``owner`` gets for these files: a salted hash of the owner key
+    and the files' names and contents. The same owner uploading the same files again gets the
+    same workspace back (and resumes); anyone else gets a workspace of their own."""
+    if not owner:
+        raise ValueError("a workspace needs an owner key")
+    digest = hashlib.sha256(_salt(workspaces_root) + _owner_digest(owner).encode())
     for path in sorted(files, key=lambda p: Path(p).name):
         digest.update(Path(path).name.encode("utf-8", "surrogateescape") + b"\0")
         with open(path, "rb") as handle:
@@ -88,6 +107,17 @@ def workspace_id(files: Sequence[str | os.PathLike], workspaces_root: Path) -> s
                 digest.update(chunk)
         digest.update(b"\0")
     return digest.hexdigest()[:24]
+
+
+def owns_workspace(workspaces_root: Path, ident: str, owner: str | None) -> bool:
+    """Whether ``owner`` (a key kept by the owner's browser) owns the workspace ``ident``."""
+    if not owner or not is_workspace_id(ident):
+        return False
+    try:
+        stored = (Path(workspaces_root) / ident / ".owner").read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return secrets.compare_digest(stored, _owner_digest(owner))
 
 
 def is_workspace_id(value: str | None) -> bool:
@@ -180,23 +210,27 @@ def safe_extract_zip(zip_path: str | os.PathLike, dest: Path, limits: UploadLimi
 
 
 def ingest_uploads(files: Iterable[str | os.PathLike], workspaces_root: Path,
-                   limits: UploadLimits = UploadLimits()) -> tuple[str, list[str]]:
-    """Copy uploaded images (and the images of uploaded zips) into a workspace.
+                   limits: UploadLimits = UploadLimits(), *, owner: str) -> tuple[str, list[str]]:
+    """Copy uploaded images (and the images of uploaded zips) into ``owner``'s workspace.
 
-    Returns ``(workspace id, notes about skipped files)``. An existing workspace with the same
-    id (same files uploaded before) is reused as is, so its labels and review state remain.
+    Returns ``(workspace id, notes about skipped files)``. An existing workspace of this owner
+    with the same files is reused as is, so its labels and review state remain. Each upload is
+    staged in a folder of its own and published with one rename: two identical uploads at once
+    both end with the complete workspace (the second finds it published and drops its copy).
     """
     paths = [Path(f) for f in files if f]
     if not paths:
         raise UserInputError("No files: upload images or a zip of images.")
-    ident = workspace_id(paths, workspaces_root)
+    ident = workspace_id(paths, workspaces_root, owner)
     root = workspaces_root / ident
     images = root / "images"
     if images.is_dir() and any(images.iterdir()):
         return ident, []
-    staging = root / ".incoming"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
+    owner_file = root / ".owner"
+    if not owner_file.exists():
+        atomic_write_text(owner_file, _owner_digest(owner))
+    staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
     notes: list[str] = []
     budget = [limits.max_total_bytes]
     count = 0
@@ -221,8 +255,11 @@ def ingest_uploads(files: Iterable[str | os.PathLike], workspaces_root: Path,
             shutil.copyfile(path, _unique(staging / path.name))
         if count == 0:
             raise UserInputError("None of the uploaded files is an image (" + "; ".join(notes[:5]) + ")")
-        shutil.rmtree(images, ignore_errors=True)
-        os.replace(staging, images)
+        try:
+            os.rename(staging, images)  # atomic; refuses when a racing upload published first
+        except OSError:
+            if not (images.is_dir() and any(images.iterdir())):
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ident, notes
@@ -257,10 +294,14 @@ class Workspace:
         return cls(data_dir, data_dir / LABELS_FOLDER / canonical_task(task), task, model=model)
 
     @classmethod
-    def for_upload(cls, workspaces_root: Path, ident: str, task: str, *, model: str | None = None) -> "Workspace":
+    def for_upload(cls, workspaces_root: Path, ident: str, task: str, *, owner: str,
+                   model: str | None = None) -> "Workspace":
+        """An uploaded workspace, opened only by its owner (anyone else is told it does not exist)."""
         if not is_workspace_id(ident):
             raise UserInputError("Unknown workspace id.")
         root = workspaces_root / ident
+        if not owns_workspace(workspaces_root, ident, owner):
+            raise UserInputError(f"No workspace {ident} for this browser: upload the images again.")
         if not (root / "images").is_dir():
             raise UserInputError(f"No workspace {ident} here (it may have been cleaned up): upload the images again.")
         return cls(root / "images", root / "labels" / canonical_task(task), task, model=model)

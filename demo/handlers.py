@@ -28,7 +28,7 @@ from upocr.tasks import (
 )
 
 from . import core
-from .annotate import ANNOTATION_TASKS, Workspace, ingest_uploads, is_workspace_id
+from .annotate import ANNOTATION_TASKS, Workspace, ingest_uploads, is_workspace_id, new_owner_key, owns_workspace
 from .context import NoModelError, StudioContext
 from .core import UserInputError
 
@@ -204,14 +204,15 @@ class AnnotateHandlers:
         ctx = self.ctx
         task = state["task"]
         ident = state["source"]
-        cache_key = (ident, task)
+        cache_key = (ident, task, state.get("owner"))
         if fresh or cache_key not in ctx.workspaces:
             if ident == "data":
                 if ctx.data_path is None:
                     raise UserInputError("This app was started without --data.")
                 ws = Workspace.for_data_dir(ctx.data_path, task, model=ctx.model_name)
             else:
-                ws = Workspace.for_upload(ctx.paths.workspaces, ident, task, model=ctx.model_name)
+                ws = Workspace.for_upload(ctx.paths.workspaces, ident, task, owner=state.get("owner"),
+                                          model=ctx.model_name)
             ctx.workspaces[cache_key] = ws
         return ctx.workspaces[cache_key]
 
@@ -246,28 +247,38 @@ class AnnotateHandlers:
             index = 0 if index is None else index
         index = max(0, min(index, max(len(ws) - 1, 0)))
         state = {**state, "index": index}
-        remember = {"source": state["source"], "task": state["task"]}  # kept in this browser
+        # kept in this browser (encrypted): its owner key and the workspace it used last
+        remember = {"source": state["source"], "task": state["task"], "owner": state.get("owner")}
         ident = state["source"] if state["source"] != "data" else ""
         return self.editor_update(ws, index), self.status_md(ws, index), state, remember, ident
 
     # ---------------------------------------------------------------- opening
-    def upload(self, files, task_label):
+    @staticmethod
+    def owner_of(remembered) -> str:
+        """This browser's owner key (a new one for a browser that has none yet)."""
+        owner = remembered.get("owner") if isinstance(remembered, dict) else None
+        return owner if isinstance(owner, str) and len(owner) >= 16 else new_owner_key()
+
+    def upload(self, files, task_label, remembered=None):
         if not files:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        owner = self.owner_of(remembered)
         paths_in = [f if isinstance(f, str) else getattr(f, "name", f) for f in files]
-        ident, notes = ingest_uploads(paths_in, self.ctx.paths.workspaces, self.ctx.upload_limits)
+        ident, notes = ingest_uploads(paths_in, self.ctx.paths.workspaces, self.ctx.upload_limits, owner=owner)
         if notes:
             gr.Warning(html.escape("Skipped: " + "; ".join(notes[:8]) + (" …" if len(notes) > 8 else "")))
-        return self.show({"source": ident, "task": ANNOTATION_TASKS[task_label]}, fresh=True)
+        return self.show({"source": ident, "task": ANNOTATION_TASKS[task_label], "owner": owner}, fresh=True)
 
-    def open_data_dir(self, task_label):
-        return self.show({"source": "data", "task": ANNOTATION_TASKS[task_label]}, fresh=True)
+    def open_data_dir(self, task_label, remembered=None):
+        return self.show({"source": "data", "task": ANNOTATION_TASKS[task_label], "owner": self.owner_of(remembered)},
+                         fresh=True)
 
-    def open_workspace(self, ident, task_label):
+    def open_workspace(self, ident, task_label, remembered=None):
         ident = (ident or "").strip()
         if not is_workspace_id(ident):
             raise UserInputError("Paste a workspace id (24 characters, shown after an upload).")
-        return self.show({"source": ident, "task": ANNOTATION_TASKS[task_label]}, fresh=True)
+        return self.show({"source": ident, "task": ANNOTATION_TASKS[task_label], "owner": self.owner_of(remembered)},
+                         fresh=True)
 
     def restore(self, remembered, task_label, state):
         """On opening the tab: reopen the workspace this browser used last (progress is on disk).
@@ -282,10 +293,12 @@ class AnnotateHandlers:
             return skip
         if source == "data" and self.ctx.data_path is None:
             return skip
-        if source != "data" and not (is_workspace_id(source) and (self.ctx.paths.workspaces / source / "images").is_dir()):
+        owner = remembered.get("owner")
+        if source != "data" and not (owns_workspace(self.ctx.paths.workspaces, source, owner)
+                                     and (self.ctx.paths.workspaces / source / "images").is_dir()):
             return skip
         label = next(k for k, v in ANNOTATION_TASKS.items() if v == task)
-        return (*self.show({"source": source, "task": task}, fresh=True), label)
+        return (*self.show({"source": source, "task": task, "owner": owner}, fresh=True), label)
 
     def task_changed(self, task_label, state):
         if not state:

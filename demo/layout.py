@@ -285,9 +285,9 @@ def annotate_tab(h: AnnotateHandlers, remember: gr.BrowserState, data_path: Path
             zip_file = gr.File(label="Labels zip", elem_id="ann-zip", interactive=False)
 
         view = [editor, status, state, remember, ws_id]
-        files.upload(guard(h.upload), [files, task], view, **CHEAP)
-        open_data.click(guard(h.open_data_dir), [task], view, **CHEAP)
-        open_ws.click(guard(h.open_workspace), [ws_id, task], view, **CHEAP)
+        files.upload(guard(h.upload), [files, task, remember], view, **CHEAP)
+        open_data.click(guard(h.open_data_dir), [task, remember], view, **CHEAP)
+        open_ws.click(guard(h.open_workspace), [ws_id, task, remember], view, **CHEAP)
         task.input(guard(h.task_changed), [task, state], view, **CHEAP)
         prev.click(guard(h.previous), [state], view, **CHEAP)
         nxt.click(guard(h.next), [state], view, **CHEAP)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -94,3 +97,53 @@ def test_export_names_files_after_their_sources(tmp_path):
     assert {"masks/scans/page 1.png", "masks/x.png", "labelme/scans/page 1.json", "images/scans/page 1.jpg"} <= names
     assert manifest["counts"]["reviewed"] == 1
     assert sorted(i["file_name"] for i in coco["images"]) == ["scans/page 1.jpg", "x.png"]
+
+
+def _zip_of_images(path: Path, count: int) -> Path:
+    import io as _io
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(count):
+            buffer = _io.BytesIO()
+            Image.fromarray(np.full((6, 8, 3), i % 256, np.uint8)).save(buffer, format="PNG")
+            archive.writestr(f"batch/{i:04d}.png", buffer.getvalue())
+    return path
+
+
+def test_workspaces_are_private_to_their_owner(tmp_path):
+    """Two browsers uploading the same files get two workspaces; neither opens the other's."""
+    from demo.annotate import ingest_uploads, new_owner_key
+    from demo.core import UserInputError
+
+    archive = _zip_of_images(tmp_path / "same.zip", 3)
+    root = tmp_path / "workspaces"
+    alice, bob = new_owner_key(), new_owner_key()
+    a_id, _ = ingest_uploads([archive], root, owner=alice)
+    b_id, _ = ingest_uploads([archive], root, owner=bob)
+    assert a_id != b_id
+    assert ingest_uploads([archive], root, owner=alice)[0] == a_id  # the owner resumes
+    mine = Workspace.for_upload(root, a_id, "text-segmentation", owner=alice)
+    mine.prelabel(_predict_text)
+    assert Workspace.for_upload(root, b_id, "text-segmentation", owner=bob).counts()["labelled"] == 0
+    for intruder in (bob, None, ""):
+        with pytest.raises(UserInputError, match="No workspace"):
+            Workspace.for_upload(root, a_id, "text-segmentation", owner=intruder)
+
+
+def test_identical_uploads_at_once_all_see_the_whole_workspace(tmp_path):
+    """Racing uploads of one zip by one owner: every upload ends with every image, and no staging
+    folder is left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from demo.annotate import ingest_uploads, new_owner_key
+
+    archive = _zip_of_images(tmp_path / "big.zip", 300)
+    root = tmp_path / "workspaces"
+    owner = new_owner_key()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: ingest_uploads([archive], root, owner=owner), range(4)))
+    idents = {ident for ident, _ in results}
+    assert len(idents) == 1
+    ws_root = root / idents.pop()
+    assert len(list((ws_root / "images").rglob("*.png"))) == 300
+    assert not [p for p in ws_root.iterdir() if p.name.startswith(".incoming")]

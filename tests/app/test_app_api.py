@@ -213,7 +213,7 @@ def test_zip_upload_is_extracted_safely(tmp_path):
         link.external_attr = (stat.S_IFLNK | 0o777) << 16
         zf.writestr(link, "/etc/passwd")
     root = tmp_path / "workspaces"
-    ident, notes = ingest_uploads([archive], root, UploadLimits(max_file_bytes=4096))
+    ident, notes = ingest_uploads([archive], root, UploadLimits(max_file_bytes=4096), owner="a" * 32)
     images = root / ident / "images"
     found = sorted(p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file())
     assert found == ["scans/page 1.png"]
@@ -221,4 +221,4 @@ def test_zip_upload_is_extracted_safely(tmp_path):
     assert any("huge.png" in n for n in notes) and any("escape" in n for n in notes)
     assert any("link.png" in n and "not a regular file" in n for n in notes)
     # the same upload again reopens the same workspace
-    assert ingest_uploads([archive], root, UploadLimits(max_file_bytes=4096))[0] == ident
+    assert ingest_uploads([archive], root, UploadLimits(max_file_bytes=4096), owner="a" * 32)[0] == ident
