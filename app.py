@@ -8,7 +8,7 @@ import argparse
 import os
 
 from demo import build_demo, launch
-from demo.cli import load_pipeline
+from demo.cli import DEFAULT_MAX_WORK_PIXELS, load_pipeline
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", help="Hub repo id or folder (default: $UPOCR_MODEL, else the bundled weights)")
@@ -18,9 +18,12 @@ parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SER
 parser.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
 parser.add_argument("--max-file-size", default=os.environ.get("UPOCR_MAX_FILE_SIZE", "20mb"))
 parser.add_argument("--studio-dir", default=None, help="folder the app owns (default $UPOCR_STUDIO_DIR or a temp folder)")
+parser.add_argument("--max-work-pixels", type=int,
+                    default=int(os.environ.get("UPOCR_MAX_WORK_PIXELS", DEFAULT_MAX_WORK_PIXELS)),
+                    help="larger images are processed smaller (with a notice) and results brought back to their size")
 args, _ = parser.parse_known_args()
 
-pipeline, load_error = load_pipeline(args.model)
+pipeline, load_error = load_pipeline(args.model, max_work_pixels=args.max_work_pixels)
 demo = build_demo(pipeline, data_dir=args.data, studio_dir=args.studio_dir, max_file_size=args.max_file_size,
                   load_error=load_error)
 

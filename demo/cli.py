@@ -7,6 +7,11 @@ import logging
 logger = logging.getLogger("upocr.studio")
 
 
+#: The most pixels the app's network processes for one image (larger images run smaller): a
+#: 4-megapixel budget keeps one request to seconds on a CPU.
+DEFAULT_MAX_WORK_PIXELS = 4_000_000
+
+
 def load_pipeline(model: str | None = None, **kwargs):
     """``(pipeline, None)``, or ``(None, message)`` when there is no model to load.
 
@@ -17,6 +22,7 @@ def load_pipeline(model: str | None = None, **kwargs):
     from upocr.pipeline import NoDefaultWeightsError, UPOCRPipeline
 
     try:
+        kwargs.setdefault("max_work_pixels", DEFAULT_MAX_WORK_PIXELS)
         return UPOCRPipeline.from_pretrained(model, **kwargs), None
     except NoDefaultWeightsError:
         return None, None  # the app's banner explains it

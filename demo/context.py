@@ -85,7 +85,9 @@ class StudioContext:
     upload_limits: UploadLimits
     max_pixels: int | None
     load_error: str | None = None
-    workspaces: dict[tuple[str, str], Workspace] = field(default_factory=dict)
+    workspaces: dict[tuple, Workspace] = field(default_factory=dict)
+    #: Shows a short notice to the user (the app sets gr.Info; silent elsewhere).
+    notify: Callable[[str], None] = field(default=lambda message: None)
 
     @classmethod
     def create(cls, pipeline: Any | None, *, studio_dir, data_dir, max_file_bytes: int, max_pixels: int | None,
@@ -122,8 +124,14 @@ class StudioContext:
 
     def run_tasks(self, rgb: np.ndarray, tasks, threshold: float = DEFAULT_SEGMENTATION_THRESHOLD,
                   keep_background: bool = True) -> dict:
-        """The pipeline's results; text removal changes only the detected text unless ``keep_background`` is off."""
-        return _gpu_run(self.need_model(), rgb, tuple(tasks), float(threshold), bool(keep_background))
+        """The pipeline's results; text removal changes only the detected text unless ``keep_background`` is off.
+        An image beyond the pipeline's work budget is run smaller, and the user is told."""
+        key = self.need_model()
+        scale = _PIPELINES[key].work_scale(*rgb.shape[:2])
+        if scale < 1.0:
+            self.notify(f"This {rgb.shape[1]}x{rgb.shape[0]} image was processed at {scale:.0%} of its size "
+                        "(the app's work limit per image); the results are at its full size.")
+        return _gpu_run(key, rgb, tuple(tasks), float(threshold), bool(keep_background))
 
     def guided_removal(self, rgb: np.ndarray, mask: np.ndarray):
         if not mask.any():

@@ -54,6 +54,7 @@ def build_demo(
     """
     ctx = StudioContext.create(pipeline, studio_dir=studio_dir, data_dir=data_dir,
                                max_file_bytes=_parse_size(max_file_size), max_pixels=max_pixels, load_error=load_error)
+    ctx.notify = gr.Info
     tasks, annotate, api = TaskHandlers(ctx), AnnotateHandlers(ctx), ApiHandlers(ctx)
     cache_dir = ctx.paths.examples_cache / (ctx.key or "none")
     examples = layout.Examples([[str(p)] for p in core.example_files()], cache=pipeline is not None,

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 import torch.nn.functional as F
 
 from .allocator import retain_freed_memory
@@ -73,11 +74,15 @@ class UPOCRPipeline:
         dtype: ``"float32"`` or ``"bfloat16"``/``"float16"`` (autocast; CUDA always autocasts).
         tile_overlap: overlap of neighbouring windows in pixels (default: a quarter window).
         batch_size: windows run together in tile mode.
+        max_work_pixels: the most pixels the network processes for one image (``None``: no
+            limit). A larger image is run at the largest scale within the budget and its results
+            are brought back to its own size (:meth:`work_scale` says by how much), so no single
+            image can hold the model for minutes.
     """
 
     def __init__(self, model: UPOCR, *, device: str | torch.device | None = None, mode: str = "auto",
                  dtype: str = "float32", tile_overlap: int | None = None, batch_size: int = 1,
-                 max_pixels: int | None = None, source: str | None = None):
+                 max_pixels: int | None = None, source: str | None = None, max_work_pixels: int | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = _pick_device(device)
@@ -92,6 +97,9 @@ class UPOCRPipeline:
                       "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
         self.read_kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
         self.source = source
+        if max_work_pixels is not None and int(max_work_pixels) < self.size * self.size:
+            raise ValueError(f"max_work_pixels must be at least the model size ({self.size}x{self.size})")
+        self.max_work_pixels = None if max_work_pixels is None else int(max_work_pixels)
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, revision: str | None = None,
@@ -148,6 +156,13 @@ class UPOCRPipeline:
             return "tile" if height * width > 4 * self.size * self.size else "resize"
         return mode
 
+    def work_scale(self, height: int, width: int, mode: str | None = None) -> float:
+        """The factor (at most 1) by which an image of this size is shrunk before the network
+        sees it, so that the work stays within ``max_work_pixels`` (1.0: no shrinking)."""
+        if self.max_work_pixels is None or self.resolve_mode(height, width, mode) == "resize":
+            return 1.0
+        return min(1.0, (self.max_work_pixels / float(height * width)) ** 0.5)
+
     @torch.inference_mode()
     def predict_outputs(self, rgb: np.ndarray, tasks: Iterable[str], *, mode: str | None = None) -> dict[str, np.ndarray]:
         """Full-resolution model outputs ``{task: float32 (H, W, 3)}`` (raw, not clamped)."""
@@ -155,7 +170,13 @@ class UPOCRPipeline:
         h, w = rgb.shape[:2]
         if self.resolve_mode(h, w, mode) == "resize":
             return self._predict_resized(_to_unit_tensor(rgb[None]), tasks)
-        return self._predict_tiled(rgb, tasks)
+        scale = self.work_scale(h, w, mode)
+        if scale >= 1.0:
+            return self._predict_tiled(rgb, tasks)
+        small_size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        small = np.asarray(Image.fromarray(rgb).resize(small_size, Image.Resampling.LANCZOS))
+        outputs = self._predict_tiled(small, tasks)
+        return {t: _resize_output(o, h, w, get_task(t).target_is_image) for t, o in outputs.items()}
 
     # ------------------------------------------------------------------ internals
     def _autocast(self):
@@ -226,6 +247,14 @@ def _to_unit_tensor(rgb: np.ndarray) -> torch.Tensor:
     whatever the batch size or where the pixels came from, so the convolutions pick the same
     kernels (and round the same way) for a window cut from a photo and for the whole image."""
     return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(0, 3, 1, 2).float().div_(255).contiguous()
+
+
+def _resize_output(output: np.ndarray, height: int, width: int, is_image: bool) -> np.ndarray:
+    """A float ``(h, w, 3)`` output brought to ``(height, width)``: bicubic for images, bilinear
+    for scores (as resize mode does)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(output)).permute(2, 0, 1)[None]
+    full = F.interpolate(tensor, size=(height, width), mode="bicubic" if is_image else "bilinear", align_corners=False)
+    return full[0].permute(1, 2, 0).numpy()
 
 
 def _pad_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -227,3 +227,26 @@ def test_removal_restricted_to_a_mask_keeps_every_other_pixel():
     assert kept.raw is raw
     with pytest.raises(ValueError, match="mask is 3x2 but the image is 30x20"):
         kept.restricted_to(np.zeros((2, 3), bool))
+
+
+def test_a_work_budget_bounds_what_one_huge_image_costs(micro_model_dir, monkeypatch):
+    """A small file can hold a huge image: with max_work_pixels the network sees a shrunken copy
+    (never more than the budget, plus padding to the stride), and the results keep the input's size."""
+    from upocr.pipeline import UPOCRPipeline
+
+    pipe = UPOCRPipeline.from_pretrained(micro_model_dir, device="cpu", mode="tile", max_work_pixels=4 * 128 * 128)
+    seen = []
+    run = pipe._run
+    monkeypatch.setattr(pipe, "_run", lambda batch, tasks: seen.append(batch.shape) or run(batch, tasks))
+    image = _photo(700, 900, seed=6)
+    scale = pipe.work_scale(700, 900)
+    assert 0 < scale < 0.5
+    result = pipe(image, TEXT_SEGMENTATION)
+    assert result.mask.shape == (700, 900)
+    windows = len(seen)
+    unlimited = UPOCRPipeline.from_pretrained(micro_model_dir, device="cpu", mode="tile")
+    full = tile_windows(704, 928, (unlimited.size, unlimited.size), unlimited.tile_overlap)
+    assert windows * 4 <= len(full)  # at most a quarter of the work
+    assert pipe.work_scale(100, 100) == 1.0 and unlimited.work_scale(700, 900) == 1.0
+    with pytest.raises(ValueError, match="max_work_pixels"):
+        UPOCRPipeline.from_pretrained(micro_model_dir, max_work_pixels=100)

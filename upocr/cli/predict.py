@@ -42,6 +42,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="compute precision (bfloat16 is faster on CPUs that support it)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images with more pixels than this (default: 100 million)")
+    p.add_argument("--max-work-pixels", type=int, default=None,
+                   help="tile mode: run images larger than this many pixels at the largest scale within it and "
+                   "bring the results back to their size (default: no limit)")
 
 
 def load_pipeline(args: argparse.Namespace):
@@ -51,7 +54,8 @@ def load_pipeline(args: argparse.Namespace):
     try:
         return UPOCRPipeline.from_pretrained(args.model, revision=args.revision, mode=args.mode,
                                              device=args.device, dtype=args.dtype,
-                                             max_pixels=getattr(args, "max_pixels", None))
+                                             max_pixels=getattr(args, "max_pixels", None),
+                                             max_work_pixels=getattr(args, "max_work_pixels", None))
     except NoDefaultWeightsError as error:
         print(f"upocr: {error}", file=sys.stderr)
     except (OSError, ValueError) as error:
