@@ -20,7 +20,7 @@ from PIL import Image
 
 from upocr.io import read_image, save_png_atomic
 from upocr.tasks import TAMPERED_TEXT_DETECTION, get_task
-from upocr.tasks.removal import TEXT_COLOUR
+from upocr.tasks.base import TEXT_COLOUR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"

@@ -13,8 +13,10 @@ from scipy import ndimage
 
 from upocr.labeling import (
     HOLE_LABEL,
+    LabelStore,
     coco_rle_to_mask,
     export_zip,
+    label_classes,
     mask_to_coco_rle,
     mask_to_polygons,
     polygons_to_mask,
@@ -22,7 +24,6 @@ from upocr.labeling import (
     write_coco,
     write_labelme,
 )
-from upocr.labeling import LabelStore, label_classes
 from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL
 
 

@@ -131,6 +131,24 @@ class Task:
         return f"<task {self.name}>"
 
 
+#: Colour of text in masks shown over images (the editor's brush and layers).
+TEXT_COLOUR = (255, 40, 110)
+TEXT_CLASSES = (LabelClass(0, "background", 0, (0, 0, 0)), LabelClass(1, "text", 255, (255, 255, 255)))
+
+
+class TextMaskTask(Task):
+    """A task whose label is a text mask: background 0 and text 1, stored as 0/255 PNGs."""
+
+    classes = TEXT_CLASSES
+
+    @property
+    def colours(self) -> dict[int, tuple[int, int, int]]:
+        return {1: TEXT_COLOUR}
+
+    def decode_label(self, png: np.ndarray) -> np.ndarray:
+        return (np.asarray(png) >= 128).astype(np.uint8)
+
+
 def ignored_pixels(target: np.ndarray) -> np.ndarray:
     """Pixels of an ``(H, W, 3)`` target in [0, 1] whose every channel is :data:`IGNORE_VALUE`."""
     return (np.abs(target.astype(np.float64) - IGNORE_VALUE) < IGNORE_TOLERANCE).all(axis=-1)

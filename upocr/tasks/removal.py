@@ -9,12 +9,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .base import LabelClass, Task, unit_float
+from .base import TEXT_COLOUR, TextMaskTask, unit_float
 from .names import TEXT_REMOVAL, TEXT_SEGMENTATION
 
-#: Colour of text in masks shown over images (the editor's brush and layers).
-TEXT_COLOUR = (255, 40, 110)
-TEXT_CLASSES = (LabelClass(0, "background", 0, (0, 0, 0)), LabelClass(1, "text", 255, (255, 255, 255)))
+__all__ = ["TEXT_COLOUR", "TextRemoval", "TextRemovalResult", "composite_inside_mask", "dilate_mask"]
 
 
 def dilate_mask(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -74,10 +72,9 @@ class TextRemovalResult:
         return Image.fromarray(self.image)
 
 
-class TextRemoval(Task):
+class TextRemoval(TextMaskTask):
     name = TEXT_REMOVAL
     short_name = "rem"
-    classes = TEXT_CLASSES
     has_cleaned_image = True
     target_is_image = True
     labelled_from = (TEXT_REMOVAL, TEXT_SEGMENTATION)  # one encoder pass gives the text mask too
@@ -101,13 +98,6 @@ class TextRemoval(Task):
         segmentation = results.get(TEXT_SEGMENTATION)
         mask = segmentation.mask if segmentation is not None else removal.changed_mask()
         return mask, removal.image
-
-    @property
-    def colours(self) -> dict[int, tuple[int, int, int]]:
-        return {1: TEXT_COLOUR}
-
-    def decode_label(self, png: np.ndarray) -> np.ndarray:
-        return (np.asarray(png) >= 128).astype(np.uint8)
 
     def training_pair(self, classes, cleaned):
         if cleaned is None:

@@ -8,9 +8,8 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from .base import IGNORE_BYTE, IGNORE_LABEL, Task, ignored_pixels, unit_float
+from .base import IGNORE_BYTE, IGNORE_LABEL, TextMaskTask, ignored_pixels, unit_float
 from .names import DEFAULT_SEGMENTATION_THRESHOLD, TEXT_SEGMENTATION
-from .removal import TEXT_CLASSES, TEXT_COLOUR
 
 
 @dataclass
@@ -54,10 +53,9 @@ def segmentation_target(text: np.ndarray, ignore: np.ndarray | None = None) -> n
     return np.repeat(out[..., None], 3, axis=2)
 
 
-class TextSegmentation(Task):
+class TextSegmentation(TextMaskTask):
     name = TEXT_SEGMENTATION
     short_name = "seg"
-    classes = TEXT_CLASSES
     colour_jitter = True
     labelled_from = (TEXT_SEGMENTATION,)
     validation_metric = "fgiou"
@@ -74,13 +72,6 @@ class TextSegmentation(Task):
 
     def label_of(self, results: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         return results[self.name].mask, None
-
-    @property
-    def colours(self) -> dict[int, tuple[int, int, int]]:
-        return {1: TEXT_COLOUR}
-
-    def decode_label(self, png: np.ndarray) -> np.ndarray:
-        return (np.asarray(png) >= 128).astype(np.uint8)
 
     def training_pair(self, classes, cleaned):
         text = np.asarray(classes) == 1
