@@ -35,9 +35,9 @@ from typing import Any, Iterable, Sequence
 import cv2
 import numpy as np
 
-from ..tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task
+from ..tasks import canonical_task, get_task
 from .backgrounds import BackgroundCatalogue, make_background, resolve_backgrounds, sources_of
-from .encoding import boxes_to_labels, segmentation_target, tampering_target
+from .encoding import boxes_to_labels
 from .fonts import FontSpec, fonts_for_split, resolve_fonts
 from .sources import SOURCE_NAMES
 from .layout import Scene, add_scene_word, layout_document, layout_scene
@@ -194,18 +194,19 @@ class SynthEngine:
     def sample(self, task: str, index: int, seed: int, size=512, *, tamper_labels: str = "box",
                return_layers: bool = False) -> dict[str, Any]:
         task = canonical_task(task)
+        spec = get_task(task)
         if tamper_labels not in TAMPER_LABEL_MODES:
             raise ValueError(f"tamper_labels must be one of {TAMPER_LABEL_MODES}, got {tamper_labels!r}")
         scene, (tamper_rng, degrade_rng) = self.scene(index, seed, size)
         h, w = scene.shape
-        authentic = scene.canvas.copy() if (return_layers and task == TAMPERED_TEXT_DETECTION) else None
-        if task == TAMPERED_TEXT_DETECTION:
+        authentic = scene.canvas.copy() if (return_layers and spec.forges_text) else None
+        if spec.forges_text:
             tamper_scene(tamper_rng, scene, self._donor)
         degradation = Degradation.sample(degrade_rng, h, w)
 
         support = np.zeros((h, w), dtype=bool)
         strokes = np.zeros((h, w), dtype=bool)
-        pixel_labels = np.zeros((h, w), dtype=np.uint8) if task == TAMPERED_TEXT_DETECTION else None
+        pixel_labels = np.zeros((h, w), dtype=np.uint8) if spec.forges_text else None
         boxes: list[list[int]] = []
         for item in scene.items:
             x0, y0, x1, y1 = item.region
@@ -225,20 +226,14 @@ class SynthEngine:
 
         composite = degradation.apply(scene.canvas)
         out: dict[str, Any] = {"task": task, "boxes": boxes}
-        if task == TEXT_REMOVAL:
-            clean = degradation.apply(scene.clean)
-            out["image"] = np.where(mask[..., None], composite, clean)
-            out["target"] = clean
-        elif task == TEXT_SEGMENTATION:
-            out["image"] = composite
-            out["target"] = segmentation_target(strokes)
-        else:
-            out["image"] = composite
+        labels = None
+        if spec.forges_text:
             labels = boxes_to_labels(boxes, h, w) if tamper_labels == "box" else pixel_labels
-            out["target"] = tampering_target(labels)
+        out["image"], out["target"] = spec.synthetic_pair(composite, lambda: degradation.apply(scene.clean), mask,
+                                                          strokes, labels)
         out["mask"] = mask.astype(np.uint8) * 255
         if return_layers:
-            out["clean"] = out["target"] if task == TEXT_REMOVAL else degradation.apply(scene.clean)
+            out["clean"] = out["target"] if spec.target_is_image else degradation.apply(scene.clean)
             out["strokes"] = strokes
             out["text_support"] = support
             out["background_kind"] = scene.background.kind
@@ -308,7 +303,7 @@ def _write_one(out_dir: Path, task: str, index: int, count: int, seed: int, size
     save_png_atomic(out_dir / "images" / f"{stem}.png", sample["image"])
     save_png_atomic(out_dir / "targets" / f"{stem}.png", sample["target"])
     save_png_atomic(out_dir / "masks" / f"{stem}.png", sample["mask"])
-    if task == TAMPERED_TEXT_DETECTION:
+    if get_task(task).forges_text:
         atomic_write_json(out_dir / "boxes" / f"{stem}.json", sample["boxes"], indent=None)
 
 
@@ -334,7 +329,7 @@ def _meta(task, seed, count, size, split, tamper_labels, engine: SynthEngine, fo
         "count": int(count),
         "size": [h, w],
         "split": engine.split,
-        "tamper_labels": tamper_labels if task == TAMPERED_TEXT_DETECTION else None,
+        "tamper_labels": tamper_labels if get_task(task).forges_text else None,
         "fonts": desc["fonts"],
         "font_source": "default (matplotlib)" if fonts is None else [str(p) for p in _paths_key(fonts)],
         "backgrounds": desc["backgrounds"],
@@ -377,7 +372,7 @@ def write_dataset(task: str, count: int, seed: int, out_dir, size: int = 512, fo
         if not same:
             raise FileExistsError(f"{out} already holds another synthetic dataset ({meta_path}); "
                                   "choose another folder or pass overwrite=True")
-    for sub in ("images", "targets", "masks") + (("boxes",) if task == TAMPERED_TEXT_DETECTION else ()):
+    for sub in ("images", "targets", "masks") + (("boxes",) if get_task(task).forges_text else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
 
     common = (out, task, count, seed, size, fonts, backgrounds, engine.split, tamper_labels)

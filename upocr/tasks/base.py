@@ -9,7 +9,7 @@ says which classes and colours its labels have. Code outside :mod:`upocr.tasks` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
@@ -52,6 +52,8 @@ class Task:
     target_is_image: ClassVar[bool] = False
     #: Whether training images get colour jitter (the official recipe jitters segmentation only).
     colour_jitter: ClassVar[bool] = False
+    #: Whether the synthetic engine forges text in this task's scenes (and keeps their boxes).
+    forges_text: ClassVar[bool] = False
     #: Tasks the pipeline runs (one encoder pass) to label this one.
     labelled_from: ClassVar[tuple[str, ...]] = ()
 
@@ -93,6 +95,13 @@ class Task:
         return {c.value: c.colour for c in self.classes if c.value}
 
     # ---------------------------------------------------------------- training and metrics
+    def synthetic_pair(self, composite: np.ndarray, clean: Callable[[], np.ndarray], text_support: np.ndarray,
+                       strokes: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The input image and uint8 target of a synthetic scene (:mod:`upocr.data.synth`):
+        ``composite`` is the scene with its text, ``clean()`` the scene without it, ``text_support``
+        the (dilated) text region, ``strokes`` the text strokes, ``labels`` the tampering label map."""
+        raise NotImplementedError
+
     def training_pair(self, classes: np.ndarray, cleaned: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The uint8 ``(H, W, 3)`` target and the uint8 ``(H, W)`` text mask (0/255) for a stored
         label (class map, and the text-free image for removal)."""

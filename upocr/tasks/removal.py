@@ -99,6 +99,10 @@ class TextRemoval(TextMaskTask):
         mask = segmentation.mask if segmentation is not None else removal.changed_mask()
         return mask, removal.image
 
+    def synthetic_pair(self, composite, clean, text_support, strokes, labels):
+        text_free = clean()
+        return np.where(text_support[..., None], composite, text_free), text_free
+
     def training_pair(self, classes, cleaned):
         if cleaned is None:
             raise ValueError("a text removal label needs the cleaned image")

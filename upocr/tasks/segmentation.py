@@ -73,6 +73,9 @@ class TextSegmentation(TextMaskTask):
     def label_of(self, results: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         return results[self.name].mask, None
 
+    def synthetic_pair(self, composite, clean, text_support, strokes, labels):
+        return composite, segmentation_target(strokes)
+
     def training_pair(self, classes, cleaned):
         text = np.asarray(classes) == 1
         return segmentation_target(text), text.astype(np.uint8) * 255

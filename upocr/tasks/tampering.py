@@ -116,6 +116,7 @@ class TamperedTextDetection(Task):
     short_name = "tam"
     classes = tuple(LabelClass(v, TAMPER_CLASSES[v], v, TAMPER_OVERLAY_COLOURS.get(v, (0, 0, 0))) for v in range(3))
     uses_threshold = False
+    forges_text = True
     labelled_from = (TAMPERED_TEXT_DETECTION,)
     validation_metric = "mean_iou"
 
@@ -146,6 +147,9 @@ class TamperedTextDetection(Task):
 
     def decode_label(self, png: np.ndarray) -> np.ndarray:
         return np.clip(np.asarray(png), 0, 2).astype(np.uint8)
+
+    def synthetic_pair(self, composite, clean, text_support, strokes, labels):
+        return composite, tampering_target(labels)
 
     def training_pair(self, classes, cleaned):
         classes = np.asarray(classes)
