@@ -34,7 +34,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from upocr.labeling import LabelConfig, export_zip, label_images
-from upocr.io import atomic_write_text, is_image_file, iter_image_files, normalize_relative_path, read_image
+from upocr.io import atomic_write_text, read_image
+from upocr.paths import is_image_file, iter_image_files, normalize_relative_path
 from upocr.labeling import DONE, REVIEWED, LabelStore, ReviewedLabelError
 from upocr.tasks import (
     DEFAULT_SEGMENTATION_THRESHOLD,

@@ -13,16 +13,14 @@ from PIL import Image
 from bad_inputs import make_bad_input_corpus
 from upocr import io as uio
 from upocr.io import (
-    IMAGE_EXTENSIONS,
     ImageReadError,
     atomic_write_bytes,
     atomic_write_text,
     atomic_writer,
-    iter_image_files,
     read_image,
-    safe_relative_output,
     save_png_atomic,
 )
+from upocr.paths import IMAGE_EXTENSIONS, iter_image_files, safe_relative_output
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,7 @@ def load_pipeline(args: argparse.Namespace):
 
 def collect_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
     """``(path, relative name)`` for every image named or found under a named folder."""
-    from ..io import iter_image_files
+    from ..paths import iter_image_files
 
     found = []
     for item in inputs:
@@ -80,7 +80,8 @@ def collect_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..io import ImageReadError, safe_relative_output, save_png_atomic
+    from ..io import ImageReadError, save_png_atomic
+    from ..paths import safe_relative_output
     from . import parse_task
 
     task = parse_task(args.task, "predict")

@@ -132,7 +132,7 @@ def resolve_backgrounds(backgrounds: str | os.PathLike | Iterable[str | os.PathL
     if backgrounds is None:
         photos = default_photo_paths()
     else:
-        from ..io import iter_image_files
+        from ..paths import iter_image_files
 
         entries = [backgrounds] if isinstance(backgrounds, (str, os.PathLike)) else list(backgrounds)
         found: set[str] = set()

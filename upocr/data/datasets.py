@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..io import ImageReadError, iter_image_files, read_image
+from ..io import ImageReadError, read_image
+from ..paths import iter_image_files
 from ..tasks import TAMPERED_TEXT_DETECTION, TEXT_REMOVAL, TEXT_SEGMENTATION, canonical_task, get_task
 from .encoding import boxes_to_labels, segmentation_target, tampering_target
 from .transforms import PairTransform, default_rng, random_crop, to_item

@@ -16,7 +16,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..io import atomic_write_json, atomic_writer, normalize_relative_path
+from ..io import atomic_write_json, atomic_writer
+from ..paths import normalize_relative_path
 from .formats import CocoBuilder, labelme_document, labelme_image_path
 from .store import CLEANED_DIR, DONE, MASKS_DIR, REVIEWED, LabelStore, label_relpath
 

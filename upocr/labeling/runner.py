@@ -47,7 +47,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..io import ImageReadError, iter_image_files, read_image
+from ..io import ImageReadError, read_image
+from ..paths import iter_image_files
 from ..tasks import get_task
 from .exports import LABELME_DIR, write_exports
 from .config import LabelConfig, LabelSummary

@@ -41,7 +41,8 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
-from ..io import normalize_relative_path, safe_relative_output, save_png_atomic
+from ..io import save_png_atomic
+from ..paths import normalize_relative_path, safe_relative_output
 from ..tasks import canonical_task, get_task
 from ..tasks.base import LabelClass
 from .manifest import (
