@@ -14,8 +14,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 import torch.nn.functional as F
+from PIL import Image
 
 from .allocator import retain_freed_memory
 from .io import read_image
@@ -121,7 +121,8 @@ class UPOCRPipeline:
 
         ``image``: a path, bytes, a PIL image or a numpy array (any common mode). Text removal
         changes only the detected text by default: the model's own text mask (at ``threshold``),
-        dilated by ``dilation`` pixels, and every other pixel stays the input's. ``mask``
+        dilated by ``dilation`` pixels, and every other pixel stays the input's (a model without
+        text segmentation gives its raw output). ``mask``
         (``(H, W)`` bool, the input's size) names the region to erase instead;
         ``preserve_background=False`` returns the network's raw output for the whole image.
         """
@@ -137,7 +138,9 @@ class UPOCRPipeline:
         names = [t for t in canonical_tasks(tasks) if t in self.model.tasks]
         if not names:
             raise ValueError(f"this model serves {', '.join(self.model.tasks)}; none of {tasks!r}")
-        restrict = TEXT_REMOVAL in names and mask is None and preserve_background
+        # a removal-only model (e.g. a converted ViTEraser) has no text mask to keep removal to
+        restrict = (TEXT_REMOVAL in names and mask is None and preserve_background
+                    and TEXT_SEGMENTATION in self.model.tasks)
         run = names + ([TEXT_SEGMENTATION] if restrict and TEXT_SEGMENTATION not in names else [])
         outputs = self.predict_outputs(rgb, run, mode=mode)
         if restrict:

@@ -250,3 +250,16 @@ def test_a_work_budget_bounds_what_one_huge_image_costs(micro_model_dir, monkeyp
     assert pipe.work_scale(100, 100) == 1.0 and unlimited.work_scale(700, 900) == 1.0
     with pytest.raises(ValueError, match="max_work_pixels"):
         UPOCRPipeline.from_pretrained(micro_model_dir, max_work_pixels=100)
+
+
+def test_a_removal_only_model_gives_its_raw_output_by_default():
+    """A converted ViTEraser serves text removal alone: with no text mask to keep the change to,
+    the default is its raw output (not an error)."""
+    from helpers import make_micro_model
+    from upocr.pipeline import UPOCRPipeline
+
+    pipe = UPOCRPipeline(make_micro_model(tasks=["text-removal"], task_prompt=False), device="cpu", mode="resize")
+    image = _photo(64, 96, seed=8)
+    result = pipe(image, TEXT_REMOVAL)
+    assert result.mask is None and result.image.shape == image.shape
+    assert np.array_equal(result.image, pipe(image, TEXT_REMOVAL, preserve_background=False).image)
