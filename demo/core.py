@@ -10,7 +10,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,20 +132,6 @@ def save_probability_png(folder: Path, name: str, probability: np.ndarray) -> st
     return str(save_png_atomic(folder / name, values))
 
 
-def load_probability_png(path: str | os.PathLike) -> np.ndarray:
-    with Image.open(path) as image:
-        image.load()
-        values = np.asarray(image)
-    if values.dtype == np.uint8:
-        return values.astype(np.float32) / 255.0
-    return (values.astype(np.float64) / 65535.0).astype(np.float32)
-
-
-# ------------------------------------------------------------------------------------------
-# Overlays
-# ------------------------------------------------------------------------------------------
-
-
 def mask_overlay(rgb: np.ndarray, mask: np.ndarray, opacity: float = 0.6,
                  colour: tuple[int, int, int] = TEXT_COLOUR) -> np.ndarray:
     """``rgb`` with ``mask`` tinted in ``colour`` at ``opacity`` (0: invisible, 1: solid)."""
@@ -253,7 +238,3 @@ def label_from_editor(value: dict | None, task: str, shape: tuple[int, int]) -> 
         nearest = np.argmin(((pixels[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
         labels[painted] = values[nearest]
     return labels
-
-
-def new_token() -> str:
-    return uuid.uuid4().hex[:12]

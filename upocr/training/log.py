@@ -6,7 +6,8 @@ import json
 from collections.abc import Mapping
 
 from ..tasks import get_task
-from .state import _atomic_write_text, _json_safe, _round
+from ..io import atomic_write_text
+from .state import _json_safe, _round
 
 LOG_NAME = "log.jsonl"
 
@@ -35,7 +36,7 @@ class RunLogMixin:
             if record.get("event") in ("train", "val") and int(record.get("step", 0)) > self.step:
                 continue
             kept.append(line)
-        _atomic_write_text("".join(k + "\n" for k in kept), path)
+        atomic_write_text(path, "".join(k + "\n" for k in kept))
 
     def _accumulate(self, window: dict, stats: Mapping) -> None:
         window["count"] += 1

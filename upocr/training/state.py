@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import atomic_write_text, atomic_writer
+from ..io import atomic_writer
 from .config import TrainConfig
 
 
@@ -106,10 +106,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path, "wb") as handle:
         torch.save(obj, handle)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    atomic_write_text(path, text)
 
 
 def _json_safe(value: Any) -> Any:

@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from ..allocator import retain_freed_memory
+from ..io import atomic_write_text
 from ..tasks import TASKS, canonical_task
 from .config import CONFIG_NAME, TrainConfig, TrainingError, learning_rate, lr_factor
 from .card import ModelCardMixin
@@ -67,7 +68,6 @@ from .validation import ValidationMixin
 from .sampling import Collate, PositionedDataset, ShardedBatchSampler, TaskStream, _mix, build_task_dataset
 from .state import (
     _atomic_save,
-    _atomic_write_text,
     _dist_on,
     _json_safe,
     _world,
@@ -449,7 +449,7 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
         end = config.steps if stop_at is None else min(int(stop_at), config.steps)
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(config.to_yaml(), self.output_dir / CONFIG_NAME)
+            atomic_write_text(self.output_dir / CONFIG_NAME, config.to_yaml())
             if self.step > 0:
                 self._trim_log()
             self._log({"event": "start" if self.step == 0 else "resume", "step": self.step, "time": time.time(),
