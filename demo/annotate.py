@@ -65,19 +65,26 @@ class UploadLimits:
 
 
 def _salt(root: Path) -> bytes:
+    """The workspaces' secret salt, created once. It is written to a private temporary file and
+    published with ``os.link``, which refuses when a racing caller published first, so no
+    caller ever reads a salt that is half written."""
     path = root / ".salt"
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        root.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_bytes(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes()
+        pass
+    root.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".salt-", dir=root)
+    try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(value)
-        return value
+            handle.write(secrets.token_bytes(32))
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(temp)
+    return path.read_bytes()
 
 
 def browser_secret(workspaces_root: Path) -> str:

@@ -130,6 +130,22 @@ def test_workspaces_are_private_to_their_owner(tmp_path):
             Workspace.for_upload(root, a_id, "text-segmentation", owner=intruder)
 
 
+def test_the_workspace_salt_is_one_value_under_racing_first_uses(tmp_path):
+    """The first uploads to a fresh server race to create the salt that workspace ids hash
+    with: every one of them must read the same complete value, or one upload gets an id
+    that nobody can find again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from demo.annotate import _salt
+
+    for trial in range(20):
+        root = tmp_path / f"root{trial}"
+        with ThreadPoolExecutor(8) as pool:
+            salts = set(pool.map(lambda _: _salt(root), range(8)))
+        assert len(salts) == 1 and len(salts.pop()) == 32
+        assert [p.name for p in root.iterdir()] == [".salt"]
+
+
 def test_identical_uploads_at_once_all_see_the_whole_workspace(tmp_path):
     """Racing uploads of one zip by one owner: every upload ends with every image, and no staging
     folder is left behind."""
