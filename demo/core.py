@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -28,6 +28,12 @@ EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 LAYER_ALPHA = 150
 #: Layer pixels with at least this alpha count as painted (brush edges are anti-aliased).
 PAINTED_ALPHA = 48
+#: Alpha of the invisible fill under every unlabelled pixel of a layer the app sends: it marks
+#: where the layer lies, so a layer the editor drew shifted, scaled or dropped is detected.
+REGISTRATION_ALPHA = 4
+#: Each edge of a returned layer must keep the fill (or paint) on this share of its pixels;
+#: a layer drawn out of place leaves whole edges bare (an eraser rarely clears a whole edge).
+MIN_EDGE_COVERAGE = 0.25
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -176,6 +182,7 @@ def label_to_layer(label: np.ndarray, task: str, alpha: int = LAYER_ALPHA) -> np
     spec = get_task(task)
     values = spec.decode_label(spec.encode_label(label))  # any mask or class map -> class values
     layer = np.zeros(values.shape + (4,), np.uint8)
+    layer[..., 3] = REGISTRATION_ALPHA
     for value, colour in spec.colours.items():
         layer[values == value] = (*colour, alpha)
     return layer
@@ -186,6 +193,18 @@ def editor_value(rgb: np.ndarray, label: np.ndarray | None, task: str) -> dict:
     if label is None:
         label = np.zeros(rgb.shape[:2], np.uint8)
     return {"background": rgb, "layers": [label_to_layer(label, task)], "composite": None}
+
+
+def editor_background_only(value: Any) -> Any:
+    """The editor value (or ``gr.update`` of one) ``value`` with its layers left out."""
+    if not isinstance(value, dict):
+        return value
+    if "background" in value:
+        return {**value, "layers": []}
+    inner = value.get("value")
+    if isinstance(inner, dict) and "background" in inner:
+        return {**value, "value": {**inner, "layers": []}}
+    return value
 
 
 def _as_rgba(image: Any) -> np.ndarray | None:
@@ -204,23 +223,39 @@ def _as_rgba(image: Any) -> np.ndarray | None:
     return arr
 
 
-def _fit(layer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an RGBA layer to ``shape`` (the canvas can differ by a pixel)."""
-    if layer.shape[:2] == tuple(shape):
-        return layer
-    return np.asarray(Image.fromarray(layer, "RGBA").resize((shape[1], shape[0]), Image.NEAREST))
+def check_layers(layers: Sequence[np.ndarray], shape: tuple[int, int]) -> None:
+    """Refuse layers that are not exactly where the app put them: another size than the image,
+    or bare edges (the editor drew the label layer shifted or scaled, or dropped it)."""
+    for layer in layers:
+        if layer.shape[:2] != tuple(shape):
+            raise UserInputError(
+                f"The editor returned a {layer.shape[1]}x{layer.shape[0]} label for a {shape[1]}x{shape[0]} "
+                "image; nothing was saved. Load the image again and redo the correction.")
+    alpha = np.logical_or.reduce([layer[..., 3] > 0 for layer in layers])
+    edges = (alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1])
+    if min(edge.mean() for edge in edges) < MIN_EDGE_COVERAGE:
+        raise UserInputError(
+            "The editor's label layer is no longer aligned with the image; nothing was saved. "
+            "Load the image again and redo the correction.")
 
 
 def label_from_editor(value: dict | None, task: str, shape: tuple[int, int]) -> np.ndarray:
     """The label painted in the editor (all layers together), at the image size ``shape``.
 
     Text tasks: bool mask (painted = text). Tampering: uint8 0/1/2, each painted pixel takes the
-    class whose brush colour is nearest.
+    class whose brush colour is nearest. A layer that does not line up with the image exactly is
+    refused (:func:`check_layers`), never fitted.
     """
     if not value:
         raise UserInputError("The editor is empty: run the model (or load an image) first.")
     layers = [_as_rgba(layer) for layer in (value.get("layers") or [])]
-    layers = [_fit(layer, shape) for layer in layers if layer is not None]
+    layers = [layer for layer in layers if layer is not None]
+    if not layers:
+        raise UserInputError("The editor holds no label layer; nothing was saved. Load the image again.")
+    check_layers(layers, shape)
+    background = _as_rgba(value.get("background"))
+    if background is not None and background.shape[:2] != tuple(shape):
+        raise UserInputError("The editor shows another image than this one; nothing was saved. Load it again.")
     colours = get_task(task).colours
     if len(colours) == 1:  # a text mask: whatever is painted is text
         mask = np.zeros(shape, bool)

@@ -186,11 +186,50 @@ def test_editor_layer_round_trip():
     labels = rng.integers(0, 3, (20, 30)).astype(np.uint8)
     value = core.editor_value(rgb, labels, "tampered-text-detection")
     assert (core.label_from_editor(value, "tampered-text-detection", (20, 30)) == labels).all()
-    # a layer that came back one pixel larger (canvas rounding) is fitted to the image
-    layer = np.zeros((21, 31, 4), np.uint8)
-    layer[:10, :, 3] = 255
-    fitted = core.label_from_editor({"layers": [layer]}, "text-segmentation", (20, 30))
-    assert fitted.shape == (20, 30) and fitted[:9].all() and not fitted[11:].any()
+    # painting and erasing: the model's mask plus the brush minus the eraser, pixel for pixel
+    value = core.editor_value(rgb, mask, "text-segmentation")
+    layer = value["layers"][0].copy()
+    layer[2:5, 3:20] = (255, 0, 128, 255)  # a brush stroke
+    layer[10:14, 8:25] = 0  # the eraser
+    expected = mask.copy()
+    expected[2:5, 3:20] = True
+    expected[10:14, 8:25] = False
+    assert (core.label_from_editor({**value, "layers": [layer]}, "text-segmentation", (20, 30)) == expected).all()
+
+
+def _refused(value, shape, match):
+    from demo import core
+
+    with pytest.raises(core.UserInputError, match=match):
+        core.label_from_editor(value, "text-segmentation", shape)
+
+
+def test_editor_layers_out_of_place_are_refused_never_fitted():
+    """A layer of another size, a layer drawn shifted or scaled (bare edges), a dropped layer,
+    or another image in the editor: the save is refused with a message, nothing is guessed."""
+    from demo import core
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    mask = rng.random((40, 60)) > 0.7
+    value = core.editor_value(rgb, mask, "text-segmentation")
+    layer = value["layers"][0]
+    _refused({**value, "layers": [np.pad(layer, ((0, 1), (0, 1), (0, 0)))]}, (40, 60), "61x41 label for a 60x40")
+    shifted = np.zeros_like(layer)
+    shifted[7:, 12:] = layer[:-7, :-12]  # drawn right and down of its place
+    _refused({**value, "layers": [shifted]}, (40, 60), "no longer aligned")
+    scaled = np.zeros_like(layer)
+    scaled[10:30, 15:45] = layer[::2, ::2]  # drawn at half size in the middle
+    _refused({**value, "layers": [scaled]}, (40, 60), "no longer aligned")
+    stroke_only = np.zeros_like(layer)
+    stroke_only[20:24, 5:50] = (255, 0, 128, 255)  # the model's layer dropped, a new one painted
+    _refused({**value, "layers": [stroke_only]}, (40, 60), "no longer aligned")
+    _refused({**value, "layers": []}, (40, 60), "no label layer")
+    _refused({**value, "background": rgb[:20]}, (40, 60), "another image")
+    # an eraser along part of an edge is a correction, not a misplaced layer
+    erased = layer.copy()
+    erased[:3, :30] = 0
+    assert not core.label_from_editor({**value, "layers": [erased]}, "text-segmentation", (40, 60))[:3, :30].any()
 
 
 def test_zip_upload_is_extracted_safely(tmp_path):
