@@ -195,18 +195,6 @@ def editor_value(rgb: np.ndarray, label: np.ndarray | None, task: str) -> dict:
     return {"background": rgb, "layers": [label_to_layer(label, task)], "composite": None}
 
 
-def editor_background_only(value: Any) -> Any:
-    """The editor value (or ``gr.update`` of one) ``value`` with its layers left out."""
-    if not isinstance(value, dict):
-        return value
-    if "background" in value:
-        return {**value, "layers": []}
-    inner = value.get("value")
-    if isinstance(inner, dict) and "background" in inner:
-        return {**value, "value": {**inner, "layers": []}}
-    return value
-
-
 def _as_rgba(image: Any) -> np.ndarray | None:
     if image is None:
         return None

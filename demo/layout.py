@@ -7,7 +7,6 @@ through :func:`~demo.handlers.guard`; they hold no logic of their own.
 from __future__ import annotations
 
 import contextlib
-import functools
 import html
 import os
 from dataclasses import dataclass
@@ -58,42 +57,6 @@ SHORTCUTS_JS = """
 PRIVATE = dict(api_visibility="private")
 #: Events that never touch the model: no concurrency limit.
 CHEAP = dict(PRIVATE, concurrency_limit=None)
-
-
-class EditorLoader:
-    """Load a new image and its label into a mask editor in two steps.
-
-    Gradio 6's ImageEditor sizes a layer from its value by the canvas as it is when the layer
-    arrives; when the image and the layer arrive together, the layer can come before the new
-    image has resized the canvas and is then drawn at the previous image's size and place
-    (shifted, or scaled), and what the user paints no longer lines up with the label. So an
-    event first shows the new image with no layer and parks the full value in a state, whose
-    change event then adds the label once the canvas has the image's size.
-    """
-
-    def __init__(self, editor: gr.ImageEditor):
-        self.editor = editor
-        self.pending = gr.State(None)
-        self.pending.change(self.second_step, [self.pending], [editor, self.pending], **CHEAP)
-
-    def wrap(self, fn, outputs: list):
-        """``fn`` with the editor's value in ``outputs`` replaced by the image alone; the full
-        value goes to :attr:`pending` (appended to the outputs)."""
-        index = outputs.index(self.editor)
-
-        @functools.wraps(fn)
-        def first_step(*args, **kwargs):
-            result = list(fn(*args, **kwargs))
-            value = result[index]
-            first = core.editor_background_only(value)
-            result[index] = first
-            return (*result, gr.skip() if first is value else value)
-
-        return first_step, [*outputs, self.pending]
-
-    @staticmethod
-    def second_step(value):
-        return (gr.skip() if value is None else value), None
 
 
 class ImageInput(gr.Image):
@@ -185,12 +148,6 @@ def tampering_table(label: str, elem_id: str | None = None, max_height: int = 24
 # ------------------------------------------------------------------------------------ task tabs
 
 
-def _fn_io(wrapped: tuple, inputs: list) -> tuple:
-    """``(fn, outputs)`` from :meth:`EditorLoader.wrap` as the ``(fn, inputs, outputs)`` of an event."""
-    fn, outputs = wrapped
-    return fn, inputs, outputs
-
-
 def clear_on_new_image(image: gr.Image, outputs: list, defaults: dict | None = None) -> None:
     """A new upload (or clearing the input) empties the outputs of the previous image: no mask,
     editor or file of another image stays on screen. ``defaults`` resets settings such as the
@@ -218,14 +175,11 @@ def removal_tab(h: TaskHandlers, examples: Examples) -> None:
                                         max_height=420)
                 file = gr.File(label="Text-free image (PNG)", elem_id="rm-file", interactive=False)
         editor, save, erase, mask_file = correction_panel("rm")
-        loader = EditorLoader(editor)
-        fn, outputs = loader.wrap(guard(h.remove), [slider, file, editor])
-        # live (not cached): the editor's label arrives in a second step through the loader's state
-        examples.add("rm", [image], outputs, fn, cache=False)
-        run.click(fn, [image, keep], outputs, **PRIVATE)
+        examples.add("rm", [image], [slider, file, editor], guard(h.remove))
+        run.click(guard(h.remove), [image, keep], [slider, file, editor], **PRIVATE)
         erase.click(guard(h.erase), [image, editor], [slider, file], **PRIVATE)
         save.click(guard(h.save_mask), [image, editor], [mask_file], **PRIVATE)
-        clear_on_new_image(image, [slider, file, editor, mask_file, loader.pending])
+        clear_on_new_image(image, [slider, file, editor, mask_file])
 
 
 def segmentation_tab(h: TaskHandlers, examples: Examples) -> None:
@@ -253,19 +207,17 @@ def segmentation_tab(h: TaskHandlers, examples: Examples) -> None:
                                           elem_id="seg-erase-slider", max_height=420)
             erase_file = gr.File(label="Erased image (PNG)", elem_id="seg-erase-file", interactive=False)
         # examples run live (not cached): their result must reach the session state
-        loader = EditorLoader(editor)
-        fn, outputs = loader.wrap(guard(h.segment_example),
-                                  [overlay, mask_file, prob_file, editor, state, threshold, opacity])
-        examples.add("seg", [image], outputs, fn, cache=False)
-        fn, outputs = loader.wrap(guard(h.segment), [overlay, mask_file, prob_file, editor, state])
-        run.click(fn, [image, threshold, opacity], outputs, **PRIVATE)
+        examples.add("seg", [image], [overlay, mask_file, prob_file, editor, state, threshold, opacity],
+                     guard(h.segment_example), cache=False)
+        run.click(guard(h.segment), [image, threshold, opacity], [overlay, mask_file, prob_file, editor, state],
+                  **PRIVATE)
         for slider in (threshold, opacity):
             slider.input(guard(h.rethreshold), [threshold, opacity, state], [overlay, mask_file, editor, state],
                          trigger_mode="always_last", show_progress="minimal", **CHEAP)
         erase.click(guard(h.erase), [image, editor], [erase_slider, erase_file], **PRIVATE)
         save.click(guard(h.save_mask), [image, editor], [edit_file], **PRIVATE)
         clear_on_new_image(image, [overlay, mask_file, prob_file, editor, state, edit_file, erase_slider, erase_file,
-                                   loader.pending, threshold],
+                                   threshold],
                            {threshold: DEFAULT_SEGMENTATION_THRESHOLD})
 
 
@@ -352,24 +304,18 @@ def annotate_tab(h: AnnotateHandlers, remember: gr.BrowserState, data_path: Path
             export = gr.Button("Export zip (PNG masks, COCO RLE, LabelMe, manifest)", elem_id="ann-export")
             zip_file = gr.File(label="Labels zip", elem_id="ann-zip", interactive=False)
 
-        loader = EditorLoader(editor)
-
-        def show(fn, outputs=(editor, status, state, remember, ws_id)):
-            """Events that show an image in the editor load its label in a second step."""
-            return loader.wrap(guard(fn), list(outputs))
-
-        files.upload(*_fn_io(show(h.upload), [files, task, remember]), **CHEAP)
-        open_data.click(*_fn_io(show(h.open_data_dir), [task, remember]), **CHEAP)
-        open_ws.click(*_fn_io(show(h.open_workspace), [ws_id, task, remember]), **CHEAP)
-        task.input(*_fn_io(show(h.task_changed), [task, state]), **CHEAP)
-        prev.click(*_fn_io(show(h.previous), [state]), **CHEAP)
-        nxt.click(*_fn_io(show(h.next), [state]), **CHEAP)
-        next_unreviewed.click(*_fn_io(show(h.next_unreviewed), [state]), **CHEAP)
-        prelabel.click(*_fn_io(show(h.prelabel), [state, redo, threshold]), **PRIVATE)
-        accept.click(*_fn_io(show(h.accept), [state, editor, overwrite]), **PRIVATE)
+        view = [editor, status, state, remember, ws_id]
+        files.upload(guard(h.upload), [files, task, remember], view, **CHEAP)
+        open_data.click(guard(h.open_data_dir), [task, remember], view, **CHEAP)
+        open_ws.click(guard(h.open_workspace), [ws_id, task, remember], view, **CHEAP)
+        task.input(guard(h.task_changed), [task, state], view, **CHEAP)
+        prev.click(guard(h.previous), [state], view, **CHEAP)
+        nxt.click(guard(h.next), [state], view, **CHEAP)
+        next_unreviewed.click(guard(h.next_unreviewed), [state], view, **CHEAP)
+        prelabel.click(guard(h.prelabel), [state, redo, threshold], view, **PRIVATE)
+        accept.click(guard(h.accept), [state, editor, overwrite], view, **PRIVATE)
         export.click(guard(h.export), [state, include_images], [zip_file], **PRIVATE)
-        tab.select(*_fn_io(show(h.restore, (editor, status, state, remember, ws_id, task)), [remember, task, state]),
-                   **CHEAP)
+        tab.select(guard(h.restore), [remember, task, state], view + [task], **CHEAP)
 
 
 # ------------------------------------------------------------------------------------ public API
