@@ -105,6 +105,11 @@ class TaskHandlers:
     def __init__(self, ctx: StudioContext):
         self.ctx = ctx
 
+    def check_upload(self, path) -> None:
+        """Decode a new upload at once: a bad file gets its message when it arrives."""
+        if path:
+            self.ctx.read(path)
+
     def _editor_mask(self, editor, path) -> tuple[np.ndarray, np.ndarray]:
         rgb = self.ctx.read(path)
         return rgb, core.label_from_editor(editor, TEXT_SEGMENTATION, rgb.shape[:2])

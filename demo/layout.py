@@ -148,10 +148,11 @@ def tampering_table(label: str, elem_id: str | None = None, max_height: int = 24
 # ------------------------------------------------------------------------------------ task tabs
 
 
-def clear_on_new_image(image: gr.Image, outputs: list, defaults: dict | None = None) -> None:
+def clear_on_new_image(image: gr.Image, outputs: list, check, defaults: dict | None = None) -> None:
     """A new upload (or clearing the input) empties the outputs of the previous image: no mask,
     editor or file of another image stays on screen. ``defaults`` resets settings such as the
-    threshold to their initial values."""
+    threshold to their initial values. ``check(path)`` reads a new upload at once, so a file that
+    is not an image, or too large, is reported when it arrives rather than at the next Run."""
     defaults = defaults or {}
     values = [defaults.get(component, None) for component in outputs]
 
@@ -160,6 +161,7 @@ def clear_on_new_image(image: gr.Image, outputs: list, defaults: dict | None = N
 
     for trigger in (image.upload, image.clear):
         trigger(clear, None, outputs, **CHEAP)
+    image.upload(guard(check), [image], None, show_progress="hidden", **CHEAP)
 
 
 def removal_tab(h: TaskHandlers, examples: Examples) -> None:
@@ -179,7 +181,7 @@ def removal_tab(h: TaskHandlers, examples: Examples) -> None:
         run.click(guard(h.remove), [image, keep], [slider, file, editor], **PRIVATE)
         erase.click(guard(h.erase), [image, editor], [slider, file], **PRIVATE)
         save.click(guard(h.save_mask), [image, editor], [mask_file], **PRIVATE)
-        clear_on_new_image(image, [slider, file, editor, mask_file])
+        clear_on_new_image(image, [slider, file, editor, mask_file], h.check_upload)
 
 
 def segmentation_tab(h: TaskHandlers, examples: Examples) -> None:
@@ -218,7 +220,7 @@ def segmentation_tab(h: TaskHandlers, examples: Examples) -> None:
         save.click(guard(h.save_mask), [image, editor], [edit_file], **PRIVATE)
         clear_on_new_image(image, [overlay, mask_file, prob_file, editor, state, edit_file, erase_slider, erase_file,
                                    threshold],
-                           {threshold: DEFAULT_SEGMENTATION_THRESHOLD})
+                           h.check_upload, {threshold: DEFAULT_SEGMENTATION_THRESHOLD})
 
 
 def tampering_tab(h: TaskHandlers, examples: Examples) -> None:
@@ -236,7 +238,7 @@ def tampering_tab(h: TaskHandlers, examples: Examples) -> None:
                                 file_count="multiple", elem_id="tp-files", interactive=False)
         examples.add("tp", [image], [annotated, table, files], guard(h.tamper))
         run.click(guard(h.tamper), [image], [annotated, table, files], **PRIVATE)
-        clear_on_new_image(image, [annotated, table, files])
+        clear_on_new_image(image, [annotated, table, files], h.check_upload)
 
 
 def all_tasks_tab(h: TaskHandlers, examples: Examples) -> None:
@@ -260,7 +262,7 @@ def all_tasks_tab(h: TaskHandlers, examples: Examples) -> None:
         outputs = [slider, seg, tp, table, files]
         examples.add("all", [image], outputs, guard(h.all_tasks))
         run.click(guard(h.all_tasks), [image], outputs, **PRIVATE)
-        clear_on_new_image(image, outputs)
+        clear_on_new_image(image, outputs, h.check_upload)
 
 
 # ------------------------------------------------------------------------------------ annotate

@@ -270,13 +270,21 @@ def test_corrupt_upload_shows_a_message(page, tmp_path):
     bad.write_text("not really a picture")
     open_tab(page, "Text segmentation")
     page.locator("#seg-input input[type=file]").set_input_files(str(bad))
-    page.click("#seg-run")
-    # the file name alone also appears in the upload widget: wait for the message itself
+    # the message comes with the upload, before any Run; the file name alone also appears in
+    # the upload widget: wait for the message itself
     toast = page.get_by_text("not an image: this is a text file", exact=False).first
     toast.wait_for()
     assert "holiday.png" in toast.inner_text()
     assert "/tmp" not in toast.inner_text()  # no server paths in messages
     shot(page, "10-corrupt-upload")
+    # an image beyond the app's pixel limit (a small file of 8000 x 6000 = 48 MP) is refused on arrival
+    huge = tmp_path / "poster.png"
+    Image.new("L", (8000, 6000), 255).save(huge)
+    page.locator("#seg-input input[type=file]").set_input_files(str(huge))
+    toast = page.get_by_text("image is too large", exact=False).first
+    toast.wait_for()
+    assert "poster.png" in toast.inner_text() and "8000 x 6000" in toast.inner_text()
+    shot(page, "10-over-limit-upload")
 
 
 def archive_open(data: bytes, name: str) -> Image.Image:
