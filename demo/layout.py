@@ -153,8 +153,8 @@ def clear_on_new_image(image: gr.Image, outputs: list, check, defaults: dict | N
     editor or file of another image stays on screen. ``defaults`` resets settings such as the
     threshold to their initial values. ``check(path)`` reads a new upload at once, so a file that
     is not an image, or too large, is reported when it arrives rather than at the next Run."""
-    defaults = defaults or {}
-    values = [defaults.get(component, None) for component in outputs]
+    by_id = {id(component): value for component, value in (defaults or {}).items()}
+    values = [by_id.get(id(component)) for component in outputs]
 
     def clear():
         return values[0] if len(values) == 1 else tuple(values)

@@ -242,6 +242,14 @@ def test_segmentation_threshold_and_editor(page):
     assert not (changed & ~dilate_mask(undone, 7)).any(), "pixels outside the dilated mask must be kept"
     shot(page, "07-segmentation-erase-this", "#seg-erase-slider")
 
+    # a new image clears the previous one's results and puts the threshold back to its default
+    upload(page, "seg", EXAMPLES / "street_sign.jpg")
+    page.wait_for_function("() => !document.querySelector('#seg-mask-file a[href]')")
+    assert page.input_value("#seg-threshold input[type=number]") == "0.4"
+    assert href(page, "#seg-edited-mask") is None and href(page, "#seg-erase-file") is None
+    assert not page.locator("#seg-overlay img").count()
+    shot(page, "07b-segmentation-new-image", "#seg-threshold")
+
 
 def test_tampering_and_all_tasks(page):
     open_tab(page, "Tampered text detection")
