@@ -239,3 +239,50 @@ def test_rejects_paths_outside_the_output(tmp_path):
     assert not (tmp_path / "evil.png").exists()
     with pytest.raises(FileNotFoundError, match="no label"):
         store.read_label("never.png")
+
+
+def _review_all(output_dir: str, names: list, ready, go) -> None:
+    """A reviewer in another process: accepts a painted label for every file, in order."""
+    from upocr.labeling import LabelStore
+
+    store = LabelStore(output_dir, "text-segmentation")
+    ready.set()
+    go.wait()
+    for name in names:
+        store.mark_reviewed(name, np.ones((8, 8), bool))
+
+
+def test_a_reviewer_racing_the_batch_labeller_in_another_process_keeps_every_label(tmp_path):
+    """The app's reviewer and ``upocr label`` on one folder at once (two processes): every
+    label the reviewer accepted stays reviewed with the reviewer's pixels, however the model's
+    writes interleave with it."""
+    import multiprocessing
+
+    from upocr.labeling import LabelStore, ReviewedLabelError
+
+    names = [f"img{i:03d}.png" for i in range(60)]
+    context = multiprocessing.get_context("spawn")
+    ready, go = context.Event(), context.Event()
+    reviewer = context.Process(target=_review_all, args=(str(tmp_path), names, ready, go))
+    reviewer.start()
+    store = LabelStore(tmp_path, "text-segmentation")
+    kept = 0
+    try:
+        assert ready.wait(120), "the reviewer process did not start"
+        go.set()
+        passes = 0
+        while reviewer.is_alive() or passes < 2:  # the batch labeller passes over the folder meanwhile
+            passes += 1
+            for name in names:
+                try:
+                    store.write_label(name, np.zeros((8, 8), bool))
+                except ReviewedLabelError:
+                    kept += 1
+    finally:
+        reviewer.join(120)
+    assert reviewer.exitcode == 0
+    assert kept > 0, "the two processes never overlapped: the race was not exercised"
+    final = LabelStore(tmp_path, "text-segmentation")
+    for name in names:
+        assert final.status(name) == "reviewed", name
+        assert final.read_label(name).all(), f"{name}: the reviewer's label was replaced by the model's"

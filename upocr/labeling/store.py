@@ -32,6 +32,7 @@ the later ``time`` wins. A reviewed label is never replaced unless ``overwrite=T
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from datetime import datetime, timedelta
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image
 
 from ..io import save_png_atomic
@@ -84,6 +86,9 @@ __all__ = [
     "read_manifest_records",
     "merge_manifests",
 ]
+
+#: The lock file that serialises label writes across processes (see ``LabelStore._writing``).
+WRITE_LOCK_NAME = ".labels.write.lock"
 
 MASKS_DIR = "masks"
 CLEANED_DIR = "cleaned"
@@ -186,6 +191,15 @@ class LabelStore:
         self._owners: dict[str, set[str]] = {}
         self._last_time: datetime | None = None
         self.refresh()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Held while a label is checked and written: one writer at a time on this folder, across
+        processes (the app's reviewer and a running ``upocr label``), so a label reviewed by one
+        is never replaced by the other between its check and its write."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.output_dir / WRITE_LOCK_NAME)):
+            yield
 
     @classmethod
     def open(cls, output_dir: str | os.PathLike, *, rank: int | None = None) -> "LabelStore":
@@ -438,7 +452,7 @@ class LabelStore:
         :class:`LabelCollisionError` if another source file owns the same label path.
         """
         rel = self.key(relative_path)
-        with self._lock:
+        with self._lock, self._writing():
             self.refresh()
             self._check_not_reviewed(rel, overwrite)
             self._check_collision(rel)
@@ -460,7 +474,7 @@ class LabelStore:
         (:class:`ReviewedLabelError` otherwise).
         """
         rel = self.key(relative_path)
-        with self._lock:
+        with self._lock, self._writing():
             self.refresh()
             self._check_not_reviewed(rel, overwrite)
             self._check_collision(rel)
@@ -493,7 +507,7 @@ class LabelStore:
         Refuses (:class:`ReviewedLabelError`) to hide a reviewed label unless ``overwrite``.
         """
         rel = self.key(relative_path)
-        with self._lock:
+        with self._lock, self._writing():
             self.refresh()
             self._check_not_reviewed(rel, overwrite)
             return self._append(rel, FAILED, record, {"reason": str(reason)})
@@ -503,7 +517,7 @@ class LabelStore:
     ) -> dict:
         """Record that a file was deliberately not labelled, with the reason."""
         rel = self.key(relative_path)
-        with self._lock:
+        with self._lock, self._writing():
             self.refresh()
             self._check_not_reviewed(rel, overwrite)
             return self._append(rel, SKIPPED, record, {"reason": str(reason)})
