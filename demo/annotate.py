@@ -344,6 +344,29 @@ class Workspace:
                 return index
         return None
 
+    def confidence(self, rel: str) -> float | None:
+        """The model's confidence in the label of ``rel`` (from the manifest), if it has one."""
+        record = self.store.record(rel)
+        value = record.get("confidence") if record and record.get("status") == DONE else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def least_confident_unreviewed(self, current: int | None = None) -> int | None:
+        """Index of the unreviewed model label with the lowest confidence (not ``current``
+        unless it is the only one); without confidences, the first unreviewed image."""
+        records = self.store.records()
+        ranked = []
+        for index, rel in enumerate(self.items):
+            record = records.get(rel)
+            if record and record["status"] == DONE and isinstance(record.get("confidence"), (int, float)):
+                ranked.append((float(record["confidence"]), index))
+        ranked.sort()
+        for _, index in ranked:
+            if index != current:
+                return index
+        if ranked:
+            return ranked[0][1]
+        return self.first_unreviewed(0 if current is None else (current + 1) % max(len(self.items), 1))
+
     def read_image(self, rel: str) -> np.ndarray:
         path = self.images_root.joinpath(*normalize_relative_path(rel).parts)
         return read_image(path, name=rel)
@@ -360,7 +383,8 @@ class Workspace:
         """Label every image that has no label yet (``redo``: also replace model labels), with
         the labelling engine of ``upocr label`` (:func:`upocr.labeling.label_images`).
 
-        ``predict(rgb) -> (label, cleaned)`` runs the model. Reviewed labels are never touched;
+        ``predict(rgb)`` runs the model and gives a :class:`~upocr.tasks.Proposal` (its
+        confidence goes into the manifest). Reviewed labels are never touched;
         unreadable images are recorded as failed with the reason. Returns counts.
         """
         rels = self.items if items is None else list(items)

@@ -230,6 +230,9 @@ class AnnotateHandlers:
             return head + "\n\nNo images found."
         rel = ws.items[index]
         status = ws.status(rel) or "not labelled yet"
+        confidence = ws.confidence(rel)
+        if confidence is not None:
+            status += f", <span id='ann-confidence'>model confidence {confidence:.2f}</span>"
         return head + f"\n\n<span id='ann-current'>Image {index + 1} of {len(ws)}: <code>{html.escape(rel)}</code> ({status})</span>"
 
     @staticmethod
@@ -331,12 +334,20 @@ class AnnotateHandlers:
             index = state.get("index", 0)
         return self.show(state, index)
 
+    def least_confident(self, state):
+        ws = self.workspace_for(state)
+        index = ws.least_confident_unreviewed(state.get("index", 0))
+        if index is None:
+            gr.Info("Every image is reviewed.")
+            index = state.get("index", 0)
+        return self.show(state, index)
+
     # ---------------------------------------------------------------- labelling
     def _predictor(self, task: str, threshold: float) -> Callable[[np.ndarray], Any]:
         spec = get_task(task)
 
         def predict(rgb: np.ndarray):
-            return spec.label_of(self.ctx.run_tasks(rgb, spec.labelled_from, threshold))
+            return spec.propose(self.ctx.run_tasks(rgb, spec.labelled_from, threshold))
 
         return predict
 

@@ -299,6 +299,7 @@ def annotate_tab(h: AnnotateHandlers, remember: gr.BrowserState, data_path: Path
             prev = gr.Button("← Previous", elem_id="ann-prev")
             nxt = gr.Button("Next →", elem_id="ann-next")
             next_unreviewed = gr.Button("Next unreviewed", elem_id="ann-next-unreviewed")
+            least_confident = gr.Button("Least confident", elem_id="ann-least-confident")
             accept = gr.Button("Accept", variant="primary", elem_id="ann-accept")
             overwrite = gr.Checkbox(label="Replace reviewed labels", value=False, elem_id="ann-overwrite")
         with gr.Row():
@@ -314,6 +315,7 @@ def annotate_tab(h: AnnotateHandlers, remember: gr.BrowserState, data_path: Path
         prev.click(guard(h.previous), [state], view, **CHEAP)
         nxt.click(guard(h.next), [state], view, **CHEAP)
         next_unreviewed.click(guard(h.next_unreviewed), [state], view, **CHEAP)
+        least_confident.click(guard(h.least_confident), [state], view, **CHEAP)
         prelabel.click(guard(h.prelabel), [state, redo, threshold], view, **PRIVATE)
         accept.click(guard(h.accept), [state, editor, overwrite], view, **PRIVATE)
         export.click(guard(h.export), [state, include_images], [zip_file], **PRIVATE)

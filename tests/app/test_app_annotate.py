@@ -52,6 +52,43 @@ def test_data_folder_resumes_and_keeps_reviewed_labels(tmp_path):
     assert again.label("scans/b.jpg")[0, 0] == 1
 
 
+def test_review_goes_to_the_least_confident_label_next(tmp_path):
+    """Pre-labelling records each image's confidence; "least confident" visits the model labels
+    from the least to the most confident and skips those a person reviewed."""
+    from upocr.tasks import TEXT_SEGMENTATION, get_task
+    from upocr.tasks.segmentation import TextSegmentationResult
+
+    data = tmp_path / "data"
+    data.mkdir()
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    for shade, name in enumerate(names):
+        Image.new("RGB", (24, 16), (shade, 0, 0)).save(data / name)
+    # a: sure; b: text barely over the threshold; c: a few doubtful pixels; d: sure, no text
+    text = np.zeros((16, 24), bool)
+    text[4:10, 3:20] = True
+    probabilities = {0: np.where(text, 0.95, 0.01), 1: np.where(text, 0.45, 0.01),
+                     2: np.where(text, 0.95, 0.01), 3: np.full((16, 24), 0.01)}
+    probabilities[2][12:14, 3:10] = 0.35
+
+    def predict(rgb):
+        result = TextSegmentationResult(probabilities[int(rgb[0, 0, 0])].astype(np.float32), rgb, threshold=0.4)
+        return get_task(TEXT_SEGMENTATION).propose({TEXT_SEGMENTATION: result})
+
+    ws = Workspace.for_data_dir(data, TEXT_SEGMENTATION)
+    ws.prelabel(predict)
+    confidence = {name: ws.confidence(name) for name in names}
+    assert confidence["a.png"] == confidence["d.png"] == 1.0
+    assert confidence["b.png"] == 0.0 and 0.0 < confidence["c.png"] < 1.0
+    assert ws.least_confident_unreviewed(0) == 1  # b
+    assert ws.least_confident_unreviewed(1) == 2  # from b: c, the next least confident
+    ws.accept("b.png", text)
+    assert ws.confidence("b.png") is None  # a person's label has no model confidence
+    assert ws.least_confident_unreviewed(0) == 2
+    for name in ("a.png", "c.png", "d.png"):
+        ws.accept(name, text)
+    assert ws.least_confident_unreviewed(0) is None
+
+
 def test_unreadable_image_is_recorded_as_failed(tmp_path):
     data = tmp_path / "data"
     _images(data, ["good.png"])

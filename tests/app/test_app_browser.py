@@ -357,6 +357,12 @@ def test_annotate_three_images_and_resume(page, server, tmp_path):
     shot(page, "13-annotate-after-reload", full=True)
     page.keyboard.press("u")  # next unreviewed
     page.wait_for_function("() => !document.querySelector('#ann-status').innerText.includes('(reviewed)')")
+    current = page.locator("#ann-current").inner_text().split("(")[0]
+    page.click("#ann-least-confident")  # the one model label left is the least confident one
+    page.wait_for_selector("#ann-confidence")
+    assert page.locator("#ann-current").inner_text().startswith(current)
+    assert 0.0 <= float(page.locator("#ann-confidence").inner_text().split()[-1]) <= 1.0
+    shot(page, "13b-annotate-least-confident", "#ann-status")
     stroke(page, "ann-editor", "Brush")
     page.click("#ann-accept")
     _wait_status(page, "Reviewed 3 / 3")

@@ -69,6 +69,30 @@ def _labelme_rasterise(document: dict, values: dict[str, int]) -> np.ndarray:
     return out
 
 
+def _check_instances(annotations: list[dict], mask: np.ndarray) -> None:
+    """COCO instance annotations of one class of one image: disjoint, adding up to the mask,
+    each with the area and bbox of its own pixels."""
+    union = np.zeros(mask.shape, np.int32)
+    for ann in annotations:
+        pixels = coco_rle_to_mask(ann["segmentation"])
+        assert ann["iscrowd"] == 0 and ann["area"] == int(pixels.sum()) > 0
+        ys, xs = np.nonzero(pixels)
+        assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        union += pixels
+    assert union.max() <= 1 and (union.astype(bool) == mask).all()
+
+
+def _check_instance_shapes(document: dict, labels: np.ndarray, values: dict[str, int], instances: int) -> None:
+    """LabelMe instance polygons: one outline per instance (holes share its group), few points,
+    covering nearly every labelled pixel with its class."""
+    outlines = [s for s in document["shapes"] if s["label"] != HOLE_LABEL]
+    assert len(outlines) == instances and len({s["group_id"] for s in outlines}) == instances
+    assert all(3 <= len(s["points"]) <= 64 for s in document["shapes"])
+    drawn = _labelme_rasterise(document, values)
+    labelled = labels != 0
+    assert np.mean(drawn[labelled] == labels[labelled]) >= 0.9
+
+
 def _edge_band(labels: np.ndarray) -> np.ndarray:
     """Pixels within one pixel of a boundary between different values."""
     band = np.zeros(labels.shape, bool)
@@ -191,7 +215,7 @@ def test_labelme_file_structure_and_read_back(tmp_path):
     mask = _text_like_mask()
     path = tmp_path / "labelme" / "sub" / "page 1.json"
     image = tmp_path / "images" / "sub" / "page 1.jpg"
-    doc = write_labelme(path, mask, image, mask.shape[0], mask.shape[1], {1: "text"})
+    doc = write_labelme(path, mask, image, mask.shape[0], mask.shape[1], {1: "text"}, shapes="exact")
     on_disk = json.loads(path.read_text(encoding="utf-8"))
     assert on_disk == doc
     assert doc["imagePath"] == "../../images/sub/page 1.jpg"
@@ -224,7 +248,7 @@ def test_labelme_tampering_classes(tmp_path):
     labels[12:16, 12:16] = 0  # a hole in the tampered text
     labels[13, 13] = 1
     names = {1: "real text", 2: "tampered text"}
-    doc = write_labelme(tmp_path / "t.json", labels, "t.png", 30, 30, names)
+    doc = write_labelme(tmp_path / "t.json", labels, "t.png", 30, 30, names, shapes="exact")
     assert {s["label"] for s in doc["shapes"]} == {"real text", "tampered text", HOLE_LABEL}
     values = {"real text": 1, "tampered text": 2, HOLE_LABEL: 0}
     assert (_labelme_rasterise(doc, values) == labels).all()
@@ -246,19 +270,16 @@ def test_write_coco_segmentation_and_tampering(tmp_path):
     assert seg_doc["categories"][0]["id"] == 1 and len(seg_doc["categories"][0]["color"]) == 3
     assert [i["file_name"] for i in seg_doc["images"]] == ["sub/a b.jpg", "c.png"]
     assert (seg_doc["images"][0]["height"], seg_doc["images"][0]["width"]) == mask.shape
-    assert len(seg_doc["annotations"]) == 1  # the empty image has none
-    ann = seg_doc["annotations"][0]
-    assert ann["iscrowd"] == 1 and ann["area"] == int(mask.sum()) and ann["image_id"] == 1
-    assert (coco_rle_to_mask(ann["segmentation"]) == mask).all()
-    ys, xs = np.nonzero(mask)
-    assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    assert {a["image_id"] for a in seg_doc["annotations"]} == {1}  # the empty image has none
+    _check_instances(seg_doc["annotations"], mask)
 
     doc = write_coco(tmp_path / "tamper.json", [("t.png", tamper)], label_classes(TAMPERED_TEXT_DETECTION))
     assert [(c["id"], c["name"]) for c in doc["categories"]] == [(1, "real text"), (2, "tampered text")]
     assert doc["categories"][0]["color"] != doc["categories"][1]["color"]
-    by_category = {a["category_id"]: coco_rle_to_mask(a["segmentation"]) for a in doc["annotations"]}
-    assert (by_category[1] == (tamper == 1)).all() and (by_category[2] == (tamper == 2)).all()
-    assert by_category[2].sum() == 12 and doc["annotations"][1]["bbox"] == [7.0, 6.0, 4.0, 3.0]
+    for value in (1, 2):
+        _check_instances([a for a in doc["annotations"] if a["category_id"] == value], tamper == value)
+    (tampered,) = [a for a in doc["annotations"] if a["category_id"] == 2]
+    assert tampered["area"] == 12 and tampered["bbox"] == [7.0, 6.0, 4.0, 3.0]
 
     from pycocotools.coco import COCO
 
@@ -312,15 +333,18 @@ def test_export_zip_contents(tmp_path):
             stem = rel.rsplit(".", 1)[0]
             assert archive.read(f"masks/{stem}.png") == store.label_path(rel).read_bytes()
             doc = json.loads(archive.read(f"labelme/{stem}.json"))
-            assert (_labelme_rasterise(doc, {"text": 1, HOLE_LABEL: 0}) == mask).all()
+            coco = json.loads(archive.read("coco.json"))
+            (image_id,) = [i["id"] for i in coco["images"] if i["file_name"] == rel]
+            anns = [a for a in coco["annotations"] if a["image_id"] == image_id]
+            _check_instance_shapes(doc, mask.astype(np.uint8), {"text": 1, HOLE_LABEL: 0}, len(anns))
             # imagePath, resolved from the JSON's folder inside the zip, is the copied image.
             resolved = (Path("/z/labelme") / stem).parent / doc["imagePath"]
             assert resolved.resolve().as_posix() == f"/z/images/{rel}"
         coco = json.loads(archive.read("coco.json"))
         assert sorted(i["file_name"] for i in coco["images"]) == sorted(masks)
         for image in coco["images"]:
-            (ann,) = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
-            assert (coco_rle_to_mask(ann["segmentation"]) == masks[image["file_name"]]).all()
+            anns = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
+            _check_instances(anns, masks[image["file_name"]])
         on_disk = json.loads(archive.read("manifest.json"))
     assert on_disk == json.loads(json.dumps(manifest))
     assert manifest["task"] == "text-segmentation"
@@ -363,4 +387,6 @@ def test_export_zip_tampering(tmp_path):
     assert [c["name"] for c in coco["categories"]] == ["real text", "tampered text"]
     assert [c["colour"] for c in manifest["classes"]][1:] == [c["color"] for c in coco["categories"]]
     values = {"real text": 1, "tampered text": 2, HOLE_LABEL: 0}
-    assert (_labelme_rasterise(doc, values) == labels).all()
+    _check_instance_shapes(doc, labels, values, len(coco["annotations"]))
+    for value in (1, 2):
+        _check_instances([a for a in coco["annotations"] if a["category_id"] == value], labels == value)

@@ -223,22 +223,30 @@ def test_exports_read_back(micro_model_dir, tmp_path, capsys, task):
         rel = image["file_name"]
         labels = store.read_class_map(rel)
         assert (image["height"], image["width"]) == labels.shape
-        anns = {a["category_id"]: a for a in coco["annotations"] if a["image_id"] == image["id"]}
+        anns = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
         for value in classes:
             truth = labels == value
+            mine = [a for a in anns if a["category_id"] == value]
             if not truth.any():
-                assert value not in anns
+                assert not mine
                 continue
-            decoded = coco_mask.decode(anns[value]["segmentation"]).astype(bool)
-            assert (decoded == truth).all(), f"{rel}: COCO RLE of class {value} differs from the PNG"
+            union = np.zeros(truth.shape, np.int32)
+            for ann in mine:  # one annotation per word; together they are the PNG's pixels
+                union += coco_mask.decode(ann["segmentation"]).astype(np.int32)
+            assert union.max() == 1 and (union.astype(bool) == truth).all(), f"{rel}: COCO class {value} differs from the PNG"
             regions += 1
 
         doc_path = out / "labelme" / (rel.rsplit(".", 1)[0] + ".json")
         document = json.loads(doc_path.read_text(encoding="utf-8"))
         assert (doc_path.parent / document["imagePath"]).resolve() == (root / rel).resolve()
-        drawn = labelme_to_labels(document, {name: value for value, name in classes.items()})
-        wrong = drawn != labels
-        assert not (wrong & ~_edge_pixels(labels)).any(), f"{rel}: LabelMe polygons off by more than a pixel"
+        assert sum(shape["label"] != "_background_" for shape in document["shapes"]) == len(anns)
+        for value, name in classes.items():  # one polygon per word covers the word's pixels
+            groups = {shape["group_id"] for shape in document["shapes"] if shape["label"] == name}
+            own = dict(document, shapes=[shape for shape in document["shapes"] if shape["group_id"] in groups])
+            drawn = labelme_to_labels(own, {name: value})
+            truth = labels == value
+            if truth.any():
+                assert np.mean(drawn[truth] == value) >= 0.9, f"{rel}: LabelMe polygons miss class {value}"
     assert regions >= 5  # the masks were not all empty
 
 
@@ -369,11 +377,6 @@ def test_overlap_gives_the_same_labels_as_the_baseline(micro_pipeline, tmp_path)
     assert outs[True] == outs[False]
 
 
-class _FakeResult:
-    def __init__(self, shape):
-        self.mask = np.zeros(shape, bool)
-
-
 class _FakePipe:
     """Fast readers, a slow model: tracks how many decoded images wait for the model."""
 
@@ -392,7 +395,9 @@ class _FakePipe:
         if rgb[0, 0, 0] == 7:
             raise RuntimeError("CUDA out of memory (pretend)")
         time.sleep(0.01)
-        return {SEG: _FakeResult(rgb.shape[:2])}
+        from upocr.tasks.segmentation import TextSegmentationResult
+
+        return {SEG: TextSegmentationResult(np.zeros(rgb.shape[:2], np.float32), rgb)}
 
 
 def test_bounded_prefetch_and_one_bad_inference(tmp_path, monkeypatch):

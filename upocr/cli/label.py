@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--format", default="png,coco",
                    help="comma-separated outputs: png (the label PNGs, always written), coco, labelme "
                    "(default: png,coco)")
+    p.add_argument("--instances", choices=("words", "lines"), default="words",
+                   help="what one COCO annotation or LabelMe polygon is: a word (default) or a line of text")
     add_model_arguments(p)
     p.add_argument("--overwrite-unreviewed", action="store_true",
                    help="label again files a model already labelled (reviewed labels are always kept)")
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             task=args.task, formats=tuple(args.format.split(",")), threshold=args.threshold, mode=args.mode,
             overwrite_unreviewed=args.overwrite_unreviewed,
             read_workers=args.workers, write_workers=args.workers,
-            progress=not args.no_progress, revision=args.revision)
+            progress=not args.no_progress, revision=args.revision, instances=args.instances)
     except ValueError as error:
         return _error(str(error))
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)

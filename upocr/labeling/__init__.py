@@ -3,6 +3,7 @@
 * :mod:`.store`: :class:`LabelStore`, the on-disk layout (``masks/``, ``cleaned/``, manifests),
   statuses (done, reviewed, failed, skipped) and the rule that a reviewed label is never replaced;
 * :mod:`.formats`: COCO RLE and LabelMe polygons, written and read back;
+* :mod:`.instances`: the rule that groups a label's pixels into words or lines;
 * :mod:`.exports`: the COCO and LabelMe files of a label folder, and the zip of the app;
 * :mod:`.runner`: labelling a list of images with any predictor (``upocr label``, the app's
   Annotate tab), crash-safe, resumable, overlapped, over several processes.
@@ -11,6 +12,7 @@
 from .exports import COCO_NAME, EXPORT_FORMATS, LABELME_DIR, LabelExport, export_zip, write_exports
 from .formats import (
     HOLE_LABEL,
+    LABELME_SHAPES,
     LABELME_VERSION,
     CocoBuilder,
     Polygon,
@@ -24,6 +26,7 @@ from .formats import (
     write_coco,
     write_labelme,
 )
+from .instances import INSTANCE_RULES, Instance, find_instances, instance_outline
 from .runner import (
     LabelConfig,
     LabelSummary,
@@ -43,6 +46,7 @@ from .store import (
     MANIFEST_NAME,
     MASKS_DIR,
     REVIEWED,
+    SCORES_DIR,
     SKIPPED,
     STATUSES,
     LabelClass,
@@ -61,11 +65,13 @@ from .store import (
 )
 
 __all__ = [
-    "CLEANED_DIR", "COCO_NAME", "DONE", "EXPORT_FORMATS", "FAILED", "HOLE_LABEL", "LABELME_DIR", "LABELME_VERSION",
-    "MANIFEST_NAME", "MASKS_DIR", "REVIEWED", "SKIPPED", "STATUSES", "CocoBuilder", "LabelClass",
+    "CLEANED_DIR", "COCO_NAME", "DONE", "EXPORT_FORMATS", "FAILED", "HOLE_LABEL", "INSTANCE_RULES", "LABELME_DIR",
+    "LABELME_SHAPES", "LABELME_VERSION", "MANIFEST_NAME", "MASKS_DIR", "REVIEWED", "SCORES_DIR", "SKIPPED", "STATUSES",
+    "CocoBuilder", "Instance", "LabelClass",
     "LabelCollisionError", "LabelConfig", "LabelExport", "LabelStore", "LabelStoreError", "LabelSummary",
     "LabelTaskMismatchError", "Polygon", "ProcessGroup", "ReviewedLabelError", "clean_stale_temp_files",
-    "coco_rle_to_mask", "decode_label", "encode_label", "export_zip", "find_inputs", "find_label_collisions",
+    "coco_rle_to_mask", "decode_label", "encode_label", "export_zip", "find_inputs", "find_instances",
+    "find_label_collisions", "instance_outline",
     "finish_output", "label_classes", "label_files", "label_images", "label_folder", "label_relpath", "labelme_document",
     "labelme_to_labels", "mask_to_coco_rle", "mask_to_polygons", "merge_manifests", "polygons_to_mask",
     "read_labelme", "read_manifest_records", "shard", "write_coco", "write_exports", "write_labelme",

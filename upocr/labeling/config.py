@@ -7,6 +7,7 @@ from typing import Any
 
 from ..tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task
 from .exports import check_formats
+from .instances import INSTANCE_RULES
 
 
 @dataclass
@@ -18,7 +19,8 @@ class LabelConfig:
     that a model already labelled; reviewed labels are kept regardless), ``max_pixels`` (reading
     limit; ``None``: the pipeline's), ``read_workers``/``write_workers`` (thread pools),
     ``prefetch``/``pending_writes`` (bounds of the queues), ``overlap=False`` (everything in turn
-    on the calling thread: the baseline), ``progress`` (a tqdm bar on stderr).
+    on the calling thread: the baseline), ``progress`` (a tqdm bar on stderr), ``instances``
+    (how the COCO and LabelMe exports group pixels: ``words`` or ``lines``).
     """
 
     task: str
@@ -35,6 +37,7 @@ class LabelConfig:
     progress: bool = True
     revision: str | None = None
     progress_desc: str | None = None
+    instances: str = "words"
 
     def __post_init__(self) -> None:
         self.task = canonical_task(self.task)
@@ -42,6 +45,8 @@ class LabelConfig:
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ValueError(f"the threshold must lie in [0, 1], got {self.threshold}")
         self.threshold = float(self.threshold)
+        if self.instances not in INSTANCE_RULES:
+            raise ValueError(f"instances must be one of {', '.join(INSTANCE_RULES)}, got {self.instances!r}")
         if self.mode is not None and self.mode not in ("resize", "tile", "auto"):
             raise ValueError(f"mode must be resize, tile or auto, got {self.mode!r}")
         for name in ("read_workers", "write_workers", "prefetch", "pending_writes"):

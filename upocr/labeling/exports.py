@@ -19,6 +19,7 @@ import numpy as np
 from ..io import atomic_write_json, atomic_writer
 from ..paths import normalize_relative_path
 from .formats import CocoBuilder, labelme_document, labelme_image_path
+from .instances import INSTANCE_RULES
 from .store import CLEANED_DIR, DONE, MASKS_DIR, REVIEWED, LabelStore, label_relpath
 
 __all__ = ["COCO_NAME", "EXPORT_FORMATS", "LABELME_DIR", "LabelExport", "export_zip", "write_exports"]
@@ -42,8 +43,12 @@ class LabelExport:
     """One pass over a store's finished labels: the COCO file builds up as labels are added, and
     each label's LabelMe document is returned for the caller to write where it belongs."""
 
-    def __init__(self, store: LabelStore, formats: Sequence[str], info: dict | None = None):
+    def __init__(self, store: LabelStore, formats: Sequence[str], info: dict | None = None, *,
+                 rule: str = "words"):
+        if rule not in INSTANCE_RULES:
+            raise ValueError(f"unknown instance rule {rule!r}; choose from {', '.join(INSTANCE_RULES)}")
         self.store = store
+        self.rule = rule
         self.formats = check_formats(formats)
         self.names = {c.value: c.name for c in store.classes if c.value}
         self.coco = CocoBuilder(store.classes, info=info or {"task": store.task}) if "coco" in self.formats else None
@@ -67,17 +72,28 @@ class LabelExport:
         if self.coco is None and not need_labelme:
             return None
         labels = self.store.read_class_map(rel) if labels is None else labels
+        scores = self.scores(rel)
         if self.coco is not None:
-            self.coco.add(rel, labels)
+            self.coco.add(rel, labels, scores=scores, rule=self.rule)
         if need_labelme:
-            return labelme_document(labels, image_ref, labels.shape[0], labels.shape[1], self.names)
+            return labelme_document(labels, image_ref, labels.shape[0], labels.shape[1], self.names,
+                                    rule=self.rule, scores=scores)
         return None
+
+    def scores(self, rel: str) -> np.ndarray | float | None:
+        """Instance scores of a label: 1.0 for a reviewed label (a person checked it), the
+        model's per-pixel scores for a model label, ``None`` (no score) when they were not kept."""
+        record = self.store.record(rel)
+        if record is not None and record.get("status") == REVIEWED:
+            return 1.0
+        return self.store.read_scores(rel)
 
 
 def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[str],
-                  input_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                  input_dir: str | os.PathLike | None = None, *, rule: str = "words") -> dict[str, Any]:
     """Write the COCO file (``coco.json``) and the LabelMe files (``labelme/<folders>/<stem>.json``)
-    of every finished label (done or reviewed) in ``output_dir``, each atomically.
+    of every finished label (done or reviewed) in ``output_dir``, each atomically, with one
+    annotation or polygon per instance (``rule``: ``words`` or ``lines``, :mod:`.instances`).
 
     LabelMe files newer than their mask are kept as they are, so a resumed run only converts the
     new labels; ``imagePath`` points at the source image under ``input_dir`` (relative to the
@@ -91,7 +107,8 @@ def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[st
         return out
     root = Path(output_dir)
     store = LabelStore(root, task)
-    export = LabelExport(store, chosen, info={"task": store.task, "description": "UPOCR pre-labels"})
+    export = LabelExport(store, chosen, info={"task": store.task, "description": "UPOCR pre-labels",
+                                              "instances": rule}, rule=rule)
     written = 0
     failed: list[tuple[str, str]] = []
     for rel, _ in export.finished():
@@ -136,14 +153,17 @@ def export_zip(
     zip_path: str | os.PathLike,
     formats: Sequence[str] = EXPORT_FORMATS,
     image_root: str | os.PathLike | None = None,
+    *,
+    rule: str = "words",
 ) -> dict:
     """Write every finished label of an output folder into one zip, atomically.
 
     Contents (for formats ``png``, ``coco``, ``labelme``)::
 
         masks/<folders>/<stem>.png      the label PNGs (text removal: also cleaned/...)
-        coco.json                       COCO with RLE annotations, file_name = source path
-        labelme/<folders>/<stem>.json   LabelMe polygons
+        coco.json                       COCO, one RLE annotation per word (``rule``), with its
+                                        score; file_name = source path
+        labelme/<folders>/<stem>.json   LabelMe, one polygon per word
         images/<source path>            only with image_root: copies of the source images
         manifest.json                   task, classes (value, PNG value, colour), per-file
                                         status and counts
@@ -153,7 +173,7 @@ def export_zip(
     files next to the source images. Returns the content of ``manifest.json``.
     """
     store = label_store_or_dir if isinstance(label_store_or_dir, LabelStore) else LabelStore.open(label_store_or_dir)
-    export = LabelExport(store, formats)
+    export = LabelExport(store, formats, info={"task": store.task, "instances": rule}, rule=rule)
     chosen = export.formats
     files: dict[str, dict] = {}
     exported = 0

@@ -1,6 +1,10 @@
 """Label formats: COCO (RLE) and LabelMe (polygons), written and read back. Whole exports of a
 label folder (its COCO file, LabelMe files, a zip) are :mod:`.exports`.
 
+Both formats carry instances (:mod:`.instances`): COCO has one annotation per word with the RLE
+of exactly its pixels (the annotations of a class add up to the PNG mask), LabelMe one editable
+polygon per word. The exact polygons below are LabelMe's ``shapes="exact"`` option.
+
 Polygons
 --------
 :func:`mask_to_polygons` turns a mask or label map into polygons through the centres of each
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -35,9 +40,11 @@ from pycocotools import mask as coco_mask
 
 from ..io import atomic_write_json
 from ..tasks.base import LabelClass
+from .instances import find_instances, instance_outline
 
 __all__ = [
     "HOLE_LABEL",
+    "LABELME_SHAPES",
     "LABELME_VERSION",
     "Polygon",
     "mask_to_coco_rle",
@@ -78,41 +85,22 @@ def mask_to_coco_rle(mask: np.ndarray) -> dict:
     return {"size": [int(arr.shape[0]), int(arr.shape[1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
-def _counts_from_string(text: str) -> list[int]:
-    """Run lengths from COCO's compressed RLE string (5-bit groups, deltas from index 3 on)."""
-    counts: list[int] = []
-    data = text.encode("ascii")
-    pos = 0
-    while pos < len(data):
-        value = shift = 0
-        more = True
-        while more:
-            if pos >= len(data):
-                raise ValueError("malformed COCO RLE string: it ends inside a number")
-            chunk = data[pos] - 48
-            value |= (chunk & 0x1F) << shift
-            more = bool(chunk & 0x20)
-            pos += 1
-            shift += 5
-            if not more and chunk & 0x10:
-                value |= -1 << shift
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    return counts
-
-
 def coco_rle_to_mask(rle: Mapping[str, Any]) -> np.ndarray:
     """Decode a COCO RLE (compressed string or uncompressed list counts) to a boolean mask."""
     height, width = (int(v) for v in rle["size"])
     counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    runs = _counts_from_string(counts) if isinstance(counts, str) else [int(c) for c in counts]
-    if any(c < 0 for c in runs) or sum(runs) != height * width:
-        raise ValueError(f"COCO RLE runs do not cover a {height} x {width} mask")
-    values = np.repeat((np.arange(len(runs)) % 2).astype(bool), runs)
-    return np.ascontiguousarray(values.reshape(width, height).T)
+    if isinstance(counts, (list, tuple)):
+        runs = [int(c) for c in counts]
+        if any(c < 0 for c in runs) or sum(runs) != height * width:
+            raise ValueError(f"COCO RLE runs do not cover a {height} x {width} mask")
+        encoded = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)
+    else:
+        encoded = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else bytes(counts)}
+        if int(coco_mask.area(encoded)) > height * width:
+            raise ValueError(f"COCO RLE runs do not cover a {height} x {width} mask")
+    with warnings.catch_warnings():  # pycocotools' decoder warns under numpy 2
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return coco_mask.decode(encoded).astype(bool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,30 +303,37 @@ class CocoBuilder:
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 
-    def add(self, file_name: str, labels: np.ndarray) -> int:
-        """Add one image with its label map (class values = category ids); returns its id."""
+    def add(self, file_name: str, labels: np.ndarray, *, scores: np.ndarray | float | None = None,
+            rule: str = "words") -> int:
+        """Add one image with its label map (class values = category ids); returns its id.
+
+        Each instance (a word or line, :mod:`.instances`) of each category becomes one
+        annotation: RLE segmentation of exactly its pixels, ``bbox``, ``area``, ``iscrowd`` 0 and
+        ``score``: the mean of ``scores`` (the model's per-pixel probability of each pixel's class,
+        an ``(H, W)`` array in [0, 1]) over the instance, or ``scores`` itself when it is a number;
+        with ``None`` the annotation has no score.
+        """
         label_map = _as_label_map(labels)
         height, width = label_map.shape
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": str(file_name), "width": int(width), "height": int(height)})
-        for category in self.categories:
-            region = label_map == category["id"]
-            if not region.any():
+        known = {category["id"] for category in self.categories}
+        for instance in find_instances(label_map, rule):
+            if instance.value not in known:
                 continue
-            ys, xs = np.nonzero(region)
-            x0, y0 = int(xs.min()), int(ys.min())
-            bbox = [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
-            self.annotations.append(
-                {
-                    "id": len(self.annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": category["id"],
-                    "segmentation": mask_to_coco_rle(region),
-                    "area": int(region.sum()),
-                    "bbox": bbox,
-                    "iscrowd": 1,
-                }
-            )
+            annotation = {
+                "id": len(self.annotations) + 1,
+                "image_id": image_id,
+                "category_id": instance.value,
+                "segmentation": mask_to_coco_rle(instance.full(height, width)),
+                "area": instance.area,
+                "bbox": [float(v) for v in instance.bbox],
+                "iscrowd": 0,
+            }
+            if scores is not None:
+                value = instance.mean(scores) if isinstance(scores, np.ndarray) else float(scores)
+                annotation["score"] = round(value, 4)
+            self.annotations.append(annotation)
         return image_id
 
     def to_dict(self) -> dict:
@@ -364,9 +359,9 @@ def write_coco(
 
     ``items``: ``(file_name, label_map)`` pairs or dicts with ``file_name`` and ``labels``; the
     file name is the source's relative path, the label map holds category ids (a boolean mask
-    means category 1). Each non-empty category of an image becomes one annotation with an RLE
-    segmentation (``iscrowd`` 1, as COCO does for RLE), its pixel ``area`` and ``bbox``
-    ``[x, y, w, h]``. ``categories``: :class:`~upocr.labeling.LabelClass` objects (e.g.
+    means category 1). Each instance (word) of each category becomes one annotation with an RLE
+    segmentation of its pixels, its pixel ``area`` and ``bbox`` ``[x, y, w, h]`` (see
+    :meth:`CocoBuilder.add`). ``categories``: :class:`~upocr.labeling.LabelClass` objects (e.g.
     ``label_classes(task)``), dicts with ``id``, ``name`` and ``color``, or ``{id: name}``.
     """
     builder = CocoBuilder(categories, info=info)
@@ -398,6 +393,23 @@ def _names(label_names: Mapping[int, str] | Sequence[str] | Iterable[LabelClass]
     return names
 
 
+#: LabelMe shapes: ``instances`` (one editable polygon per word, with its holes) or ``exact``
+#: (polygons that rasterise back to the mask pixel for pixel).
+LABELME_SHAPES: tuple[str, ...] = ("instances", "exact")
+
+
+def _shape(label: str, points: np.ndarray, group: int, description: str) -> dict:
+    return {
+        "label": label,
+        "points": [[round(float(x), 3), round(float(y), 3)] for x, y in points],
+        "group_id": int(group),
+        "description": description,
+        "shape_type": "polygon",
+        "flags": {},
+        "mask": None,
+    }
+
+
 def labelme_document(
     mask_or_labels: np.ndarray,
     image_path: str,
@@ -406,32 +418,46 @@ def labelme_document(
     label_names: Mapping[int, str] | Sequence[str] | Iterable[LabelClass],
     *,
     tolerance: float = 0.0,
+    shapes: str = "instances",
+    rule: str = "words",
+    scores: np.ndarray | float | None = None,
+    max_points: int = 64,
 ) -> dict:
-    """The LabelMe JSON content for a mask or label map (see the module documentation)."""
+    """The LabelMe JSON content for a mask or label map.
+
+    ``shapes="instances"`` (the default): one polygon per instance (word or line, ``rule``; see
+    :mod:`.instances`) around its pixels and letter gaps, at most ``max_points`` points, each
+    hole it encloses a ``"_background_"`` polygon with the same ``group_id`` right after it; the
+    description holds the instance's score when ``scores`` is given. ``shapes="exact"``: the
+    pixel-exact polygons of :func:`mask_to_polygons` (``tolerance`` simplifies them), which
+    rasterise back to the mask; for tools that need the exact pixels rather than editable shapes.
+    """
     labels = _as_label_map(mask_or_labels)
     if labels.shape != (int(height), int(width)):
         raise ValueError(f"the label is {labels.shape[1]} x {labels.shape[0]} but the image is {width} x {height}")
+    if shapes not in LABELME_SHAPES:
+        raise ValueError(f"unknown LabelMe shapes {shapes!r}; choose from {', '.join(LABELME_SHAPES)}")
     names = _names(label_names)
     if not names:
         names = {1: "text"}
-    shapes = []
-    for polygon in mask_to_polygons(labels, tolerance=tolerance):
-        label = HOLE_LABEL if polygon.hole else names.get(polygon.value, f"class {polygon.value}")
-        shapes.append(
-            {
-                "label": label,
-                "points": [[round(float(x), 3), round(float(y), 3)] for x, y in polygon.points],
-                "group_id": int(polygon.group),
-                "description": "hole" if polygon.hole else "",
-                "shape_type": "polygon",
-                "flags": {},
-                "mask": None,
-            }
-        )
+    out = []
+    if shapes == "exact":
+        for polygon in mask_to_polygons(labels, tolerance=tolerance):
+            label = HOLE_LABEL if polygon.hole else names.get(polygon.value, f"class {polygon.value}")
+            out.append(_shape(label, polygon.points, polygon.group, "hole" if polygon.hole else ""))
+    else:
+        for group, instance in enumerate(find_instances(labels, rule)):
+            outline, holes = instance_outline(instance, max_points=max_points)
+            description = ""
+            if scores is not None:
+                score = instance.mean(scores) if isinstance(scores, np.ndarray) else float(scores)
+                description = f"score {score:.3f}"
+            out.append(_shape(names.get(instance.value, f"class {instance.value}"), outline, group, description))
+            out.extend(_shape(HOLE_LABEL, hole, group, "hole") for hole in holes)
     return {
         "version": LABELME_VERSION,
         "flags": {},
-        "shapes": shapes,
+        "shapes": out,
         "imagePath": image_path,
         "imageData": None,
         "imageHeight": int(height),
@@ -455,17 +481,17 @@ def write_labelme(
     height: int,
     width: int,
     label_names: Mapping[int, str] | Sequence[str] | Iterable[LabelClass],
-    *,
-    tolerance: float = 0.0,
+    **options: Any,
 ) -> dict:
-    """Write a LabelMe JSON file atomically and return its content.
+    """Write a LabelMe JSON file atomically and return its content (``options``: those of
+    :func:`labelme_document`: ``shapes``, ``rule``, ``scores``, ``tolerance``, ``max_points``).
 
     ``image_rel_path`` is stored as ``imagePath``: a relative path is taken as relative to the
     JSON file already; an absolute path is made relative to the JSON file's folder.
     ``label_names`` maps class values to names (``{1: "text"}``).
     """
     image_path = labelme_image_path(path, image_rel_path)
-    document = labelme_document(mask_or_labels, image_path, height, width, label_names, tolerance=tolerance)
+    document = labelme_document(mask_or_labels, image_path, height, width, label_names, **options)
     atomic_write_json(path, document, indent=2)
     return document
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from ..io import ImageReadError, read_image
 from ..paths import iter_image_files
-from ..tasks import get_task
+from ..tasks import Proposal, get_task
 from .exports import LABELME_DIR, write_exports
 from .config import LabelConfig, LabelSummary
 from .processes import ProcessGroup
@@ -244,7 +244,8 @@ class _Labeller:
     """One run over a list of files: read, infer, write.
 
     ``predict(rgb)`` runs the model (on the calling thread); ``to_label(output)`` turns its
-    output into ``(label, cleaned)`` on a writer thread.
+    output into a :class:`~upocr.tasks.Proposal` (or a ``(label, cleaned)`` pair) on a writer
+    thread.
     """
 
     def __init__(self, predict: Callable[[np.ndarray], Any], to_label: Callable[[Any], tuple], read_kwargs: dict,
@@ -268,9 +269,15 @@ class _Labeller:
 
     def write(self, rel: str, rgb_shape: tuple[int, ...], output: Any) -> None:
         try:
-            label, cleaned = self.to_label(output)
+            proposal = self.to_label(output)
+            if not isinstance(proposal, Proposal):
+                proposal = Proposal(*proposal)
             record = dict(self.extra, width=int(rgb_shape[1]), height=int(rgb_shape[0]))
-            self.store.write_label(rel, label, cleaned=cleaned, record=record)
+            confidence = proposal.confidence()
+            if confidence is not None:
+                record["confidence"] = round(confidence, 4)
+            self.store.write_label(rel, proposal.label, cleaned=proposal.cleaned, scores=proposal.scores,
+                                   record=record)
         except ReviewedLabelError:
             self.tally.add("kept_reviewed")  # reviewed by a person while this run was going
             return
@@ -398,7 +405,7 @@ def label_files(pipe: Any, items: Sequence[tuple[Path, str]], output_dir: str | 
     def predict(rgb: np.ndarray) -> dict[str, Any]:
         return pipe.run_all(rgb, tasks, mode=config.mode, threshold=config.threshold)
 
-    return label_images(predict, items, store, config, to_label=get_task(config.task).label_of,
+    return label_images(predict, items, store, config, to_label=get_task(config.task).propose,
                         read_kwargs=getattr(pipe, "read_kwargs", None), mode=config.mode or getattr(pipe, "mode", None),
                         rank=rank, world_size=world_size)
 
@@ -411,7 +418,8 @@ def label_images(predict: Callable[[np.ndarray], Any], items: Sequence[tuple[Pat
     process's share of ``items`` into ``store``.
 
     ``predict(rgb)`` runs the model on one image; ``to_label(output)`` (default: the output as
-    it is) gives ``(label, cleaned)``. Reviewed labels are kept, finished ones are skipped unless
+    it is) gives a :class:`~upocr.tasks.Proposal` (or ``(label, cleaned)``); its confidence goes
+    into the record and its scores next to the label. Reviewed labels are kept, finished ones are skipped unless
     ``config.overwrite_unreviewed``, two sources that would share a label file are skipped, and
     one bad file is recorded as failed while the run goes on.
     """
@@ -448,13 +456,13 @@ def label_images(predict: Callable[[np.ndarray], Any], items: Sequence[tuple[Pat
 
 
 def finish_output(output_dir: str | os.PathLike, task: str, formats: Iterable[str],
-                  input_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                  input_dir: str | os.PathLike | None = None, *, rule: str = "words") -> dict[str, Any]:
     """After every process of a run has finished: fold any per-process manifests into
     ``manifest.jsonl`` and write the exports."""
     root = Path(output_dir)
     if any(root.glob("manifest.rank*.jsonl")):
         merge_manifests(root)
-    return write_exports(root, task, formats, input_dir)
+    return write_exports(root, task, formats, input_dir, rule=rule)
 
 
 def label_folder(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.PathLike, config: LabelConfig, *,
@@ -487,7 +495,8 @@ def label_folder(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.P
         total = group.gather_summary(summary)
         if group.is_main:
             source = Path(input_dir)
-            total.exports = finish_output(output_dir, config.task, config.formats, source if source.is_dir() else None)
+            total.exports = finish_output(output_dir, config.task, config.formats, source if source.is_dir() else None,
+                                          rule=config.instances)
             for rel, reason in total.exports.get("failed", []):
                 report(f"failed: {rel}: {reason}")
                 total.failed += 1

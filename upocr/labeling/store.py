@@ -7,6 +7,8 @@
                                      tampered text detection: L label map, 0 background,
                                      1 real text, 2 tampered text
       cleaned/<folders>/<stem>.png   text removal only: the text-free RGB image
+      scores/<folders>/<stem>.png    model labels only: L, the model's probability of each
+                                     pixel's class times 255 (instance scores in the exports)
       manifest.jsonl                 append-only JSON lines; the latest record per file wins
       manifest.rank<R>.jsonl         the same, written by process R of a multi-process run;
                                      merge_manifests() folds them into manifest.jsonl
@@ -24,7 +26,9 @@ A manifest record is one JSON object per line::
 
 ``status`` is ``done`` (written by a model), ``reviewed`` (checked or edited by a person),
 ``failed`` (with ``reason``) or ``skipped`` (with ``reason``). Text removal records also carry
-``"cleaned": "cleaned/scans/page 1.png"``. Each record is appended with a single write of a
+``"cleaned": "cleaned/scans/page 1.png"``. Model labels carry ``"scores": "scores/..."`` and
+``"confidence"`` (:meth:`upocr.tasks.Proposal.confidence`: the share of the image's text and
+doubtful pixels that the model is sure of; the Annotate tab reviews the least confident first). Each record is appended with a single write of a
 whole line followed by fsync, so a crash can at worst leave a truncated last line, which
 readers ignore. Within one manifest file the later line wins; between files the record with
 the later ``time`` wins. A reviewed label is never replaced unless ``overwrite=True``.
@@ -66,6 +70,7 @@ from .manifest import (
 __all__ = [
     "MASKS_DIR",
     "CLEANED_DIR",
+    "SCORES_DIR",
     "MANIFEST_NAME",
     "DONE",
     "REVIEWED",
@@ -92,6 +97,7 @@ WRITE_LOCK_NAME = ".labels.write.lock"
 
 MASKS_DIR = "masks"
 CLEANED_DIR = "cleaned"
+SCORES_DIR = "scores"
 
 DONE = "done"
 REVIEWED = "reviewed"
@@ -229,6 +235,10 @@ class LabelStore:
     def cleaned_path(self, relative_path: str | os.PathLike) -> Path:
         """``OUTPUT_DIR/cleaned/<folders>/<stem>.png`` (text removal)."""
         return safe_relative_output(self.output_dir / CLEANED_DIR, relative_path, ".png")
+
+    def scores_path(self, relative_path: str | os.PathLike) -> Path:
+        """``OUTPUT_DIR/scores/<folders>/<stem>.png`` (the model's per-pixel scores)."""
+        return safe_relative_output(self.output_dir / SCORES_DIR, relative_path, ".png")
 
     # -- reading state --------------------------------------------------------------------------
 
@@ -369,6 +379,17 @@ class LabelStore:
         with Image.open(path) as image:
             return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
+    def read_scores(self, relative_path: str | os.PathLike) -> np.ndarray | None:
+        """The model's per-pixel scores of a model label (float32 ``(H, W)`` in [0, 1]), or
+        ``None`` when the label has none (a reviewed label, or one written without scores)."""
+        rel = self.key(relative_path)
+        record = self.record(rel)
+        path = self.scores_path(rel)
+        if record is None or record.get("status") != DONE or "scores" not in record or not path.is_file():
+            return None
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
     # -- writing --------------------------------------------------------------------------------
 
     def _check_not_reviewed(self, rel: str, overwrite: bool) -> None:
@@ -440,13 +461,15 @@ class LabelStore:
         label: np.ndarray,
         *,
         cleaned: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
         record: dict | None = None,
         overwrite: bool = False,
     ) -> dict:
         """Save a model's label (status ``done``) and append its record; returns the record.
 
         ``label``: the text mask (segmentation, removal) or the 0/1/2 label map (tampering);
-        ``cleaned``: the text-free RGB image (removal, required). ``record`` adds fields such as
+        ``cleaned``: the text-free RGB image (removal, required); ``scores``: the model's
+        probability of each pixel's class (``(H, W)`` in [0, 1], saved as ``scores/...png``). ``record`` adds fields such as
         ``threshold``. The PNG files are written atomically before the record is appended.
         Raises :class:`ReviewedLabelError` if the label was reviewed (unless ``overwrite``) and
         :class:`LabelCollisionError` if another source file owns the same label path.
@@ -457,7 +480,16 @@ class LabelStore:
             self._check_not_reviewed(rel, overwrite)
             self._check_collision(rel)
             fields = self._write_files(rel, label, cleaned)
+            if scores is not None:
+                fields["scores"] = self._write_scores(rel, scores, np.shape(label)[:2])
             return self._append(rel, DONE, record, fields)
+
+    def _write_scores(self, rel: str, scores: np.ndarray, shape: tuple[int, ...]) -> str:
+        values = np.asarray(scores, dtype=np.float32)
+        if values.shape != tuple(shape):
+            raise ValueError(f"the scores must be (H, W) like the label {shape}, got {values.shape}")
+        save_png_atomic(self.scores_path(rel), np.round(np.clip(values, 0, 1) * 255).astype(np.uint8))
+        return label_relpath(rel, SCORES_DIR)
 
     def mark_reviewed(
         self,

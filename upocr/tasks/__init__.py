@@ -28,6 +28,8 @@ from .names import (
     task_indices,
 )
 
+from .base import Proposal
+
 _REGISTRY: dict = {}
 
 
@@ -48,6 +50,7 @@ __all__ = [
     "IGNORE_TOLERANCE",
     "IGNORE_VALUE",
     "OFFICIAL_TASK_ORDER",
+    "Proposal",
     "TAMPER_CLASSES",
     "TAMPER_TARGET_COLOURS",
     "TAMPERED_TEXT_DETECTION",

@@ -21,6 +21,38 @@ IGNORE_BYTE = int(round(IGNORE_VALUE * 255))
 IGNORE_LABEL = 255
 
 
+#: A pixel whose margin (see :class:`Proposal`) is below this is doubtful.
+DOUBT_MARGIN = 0.5
+
+
+@dataclass(eq=False)
+class Proposal:
+    """What a model proposes as the label of one image.
+
+    ``label``: the class map; ``cleaned``: the text-free image (text removal); ``scores``: the
+    model's probability of each pixel's class (float ``(H, W)``, in [0, 1]); ``margins``: how
+    far each pixel is from the decision that gave its class (0 on the boundary, 1 certain).
+    """
+
+    label: np.ndarray
+    cleaned: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    margins: np.ndarray | None = None
+
+    def confidence(self) -> float | None:
+        """The share of the image's candidate pixels that the model is sure of: candidates are
+        the pixels labelled text and the pixels whose margin is below :data:`DOUBT_MARGIN`
+        (doubtful); confidence is 1 minus the doubtful share. 1.0 when there are no candidates
+        (no text and no doubt); ``None`` without margins."""
+        if self.margins is None:
+            return None
+        doubtful = np.asarray(self.margins) < DOUBT_MARGIN
+        candidates = int(np.count_nonzero(doubtful | (np.asarray(self.label) != 0)))
+        if candidates == 0:
+            return 1.0
+        return 1.0 - int(np.count_nonzero(doubtful)) / candidates
+
+
 @dataclass(frozen=True)
 class LabelClass:
     """One class of a label: its value in class maps and exports, its value in the PNG files
@@ -68,6 +100,11 @@ class Task:
         """The label (a class map, values as in :attr:`classes`) and, when the task has one, the
         text-free image, from the pipeline's results ``{task: result}`` (see :attr:`labelled_from`)."""
         raise NotImplementedError
+
+    def propose(self, results: Mapping[str, Any]) -> Proposal:
+        """The label with the model's per-pixel scores and margins (when the task has them)."""
+        label, cleaned = self.label_of(results)
+        return Proposal(label, cleaned)
 
     # ---------------------------------------------------------------- labels on disk
     def encode_label(self, label: np.ndarray) -> np.ndarray:

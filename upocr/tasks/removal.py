@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .base import TEXT_COLOUR, TextMaskTask, unit_float
+from .base import TEXT_COLOUR, Proposal, TextMaskTask, unit_float
+from .segmentation import text_mask_proposal
 from .names import TEXT_REMOVAL, TEXT_SEGMENTATION
 
 __all__ = ["TEXT_COLOUR", "TextRemoval", "TextRemovalResult", "composite_inside_mask", "dilate_mask"]
@@ -98,6 +99,13 @@ class TextRemoval(TextMaskTask):
         segmentation = results.get(TEXT_SEGMENTATION)
         mask = segmentation.mask if segmentation is not None else removal.changed_mask()
         return mask, removal.image
+
+    def propose(self, results: Mapping[str, Any]) -> Proposal:
+        """The text mask's scores and margins come from text segmentation when it ran."""
+        segmentation = results.get(TEXT_SEGMENTATION)
+        if segmentation is None:
+            return super().propose(results)
+        return text_mask_proposal(segmentation, results[TEXT_REMOVAL].image)
 
     def synthetic_pair(self, composite, clean, text_support, strokes, labels):
         text_free = clean()

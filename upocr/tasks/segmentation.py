@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from .base import IGNORE_BYTE, IGNORE_LABEL, TextMaskTask, ignored_pixels, unit_float
+from .base import IGNORE_BYTE, IGNORE_LABEL, Proposal, TextMaskTask, ignored_pixels, unit_float
 from .names import DEFAULT_SEGMENTATION_THRESHOLD, TEXT_SEGMENTATION
 
 
@@ -53,6 +53,15 @@ def segmentation_target(text: np.ndarray, ignore: np.ndarray | None = None) -> n
     return np.repeat(out[..., None], 3, axis=2)
 
 
+def text_mask_proposal(result: TextSegmentationResult, cleaned: np.ndarray | None = None) -> Proposal:
+    """A text mask with its scores (``p`` on text, ``1 - p`` elsewhere) and margins (distance of
+    ``p`` from the threshold, as a share of the way to 0 or 1)."""
+    p, t = result.probability, result.threshold
+    mask = result.mask
+    span = np.where(mask, max(1.0 - t, 1e-6), max(t, 1e-6)).astype(np.float32)
+    return Proposal(mask, cleaned, scores=np.where(mask, p, 1.0 - p), margins=np.abs(p - t) / span)
+
+
 class TextSegmentation(TextMaskTask):
     name = TEXT_SEGMENTATION
     short_name = "seg"
@@ -72,6 +81,9 @@ class TextSegmentation(TextMaskTask):
 
     def label_of(self, results: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         return results[self.name].mask, None
+
+    def propose(self, results: Mapping[str, Any]) -> Proposal:
+        return text_mask_proposal(results[self.name])
 
     def synthetic_pair(self, composite, clean, text_support, strokes, labels):
         return composite, segmentation_target(strokes)

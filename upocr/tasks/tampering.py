@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .base import IGNORE_BYTE, IGNORE_LABEL, LabelClass, Task, ignored_pixels, unit_float
+from .base import IGNORE_BYTE, IGNORE_LABEL, LabelClass, Proposal, Task, ignored_pixels, unit_float
 from .names import TAMPER_CLASSES, TAMPER_TARGET_COLOURS, TAMPERED_TEXT_DETECTION
 
 REAL_TEXT = 1
@@ -134,6 +134,12 @@ class TamperedTextDetection(Task):
 
     def label_of(self, results: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         return results[self.name].labels, None
+
+    def propose(self, results: Mapping[str, Any]) -> Proposal:
+        """Scores: the winning class's probability; margins: its lead over the runner-up."""
+        result = results[self.name]
+        top_two = np.sort(result.probabilities, axis=-1)[..., -2:]
+        return Proposal(result.labels, None, scores=top_two[..., 1], margins=top_two[..., 1] - top_two[..., 0])
 
     def encode_label(self, label: np.ndarray) -> np.ndarray:
         arr = self._check_label(label)

@@ -1,0 +1,169 @@
+"""Instances (words, lines) in the exports, instance scores and per-image confidence."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from upocr.labeling import (
+    HOLE_LABEL,
+    LabelConfig,
+    LabelStore,
+    coco_rle_to_mask,
+    find_instances,
+    instance_outline,
+    label_images,
+    labelme_document,
+    write_exports,
+)
+from upocr.tasks import TAMPERED_TEXT_DETECTION, TEXT_SEGMENTATION, get_task
+from upocr.tasks.segmentation import TextSegmentationResult
+from upocr.tasks.tampering import TamperingResult
+
+FONT = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
+LINES = ["Invoice total 12.50 due today", "Hello world from the street", "quick brown fox jumps"]
+
+
+def _rendered(size: int) -> np.ndarray:
+    """Three lines of words in DejaVu Sans, as a boolean mask."""
+    font = ImageFont.truetype(FONT, size)
+    canvas = Image.new("L", (40 * size, 6 * size), 0)
+    draw = ImageDraw.Draw(canvas)
+    for row, text in enumerate(LINES):
+        draw.text((size, size // 2 + int(row * 1.6 * size)), text, font=font, fill=255)
+    return np.asarray(canvas) > 127
+
+
+@pytest.mark.parametrize("size", [14, 24, 40])
+def test_words_and_lines_of_rendered_text(size):
+    mask = _rendered(size)
+    words = find_instances(mask, "words")
+    assert len(words) == sum(len(line.split()) for line in LINES)
+    assert len(find_instances(mask, "lines")) == len(LINES)
+    # Reading order: the first line's words come first, left to right.
+    first = words[: len(LINES[0].split())]
+    assert [w.x0 for w in first] == sorted(w.x0 for w in first)
+    assert max(w.y0 for w in first) < min(w.y0 for w in words[len(first):])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_instances_partition_every_class(seed):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((60, 90)) < 0.2).astype(np.uint8) * rng.integers(1, 3, (60, 90)).astype(np.uint8)
+    for rule in ("words", "lines"):
+        count = np.zeros(labels.shape, np.int32)
+        for instance in find_instances(labels, rule):
+            pixels = instance.full(*labels.shape)
+            assert (labels[pixels] == instance.value).all()
+            count += pixels
+        assert (count == (labels != 0)).all()  # every labelled pixel in exactly one instance
+    with pytest.raises(ValueError, match="unknown instance rule"):
+        find_instances(labels, "paragraphs")
+
+
+def test_outline_keeps_holes_and_few_points():
+    yy, xx = np.mgrid[:120, :120]
+    ring = ((yy - 60) ** 2 + (xx - 60) ** 2 <= 50**2) & ((yy - 60) ** 2 + (xx - 60) ** 2 > 30**2)
+    (instance,) = find_instances(ring)
+    outline, holes = instance_outline(instance)
+    assert len(holes) == 1 and 3 <= len(outline) <= 64 and 3 <= len(holes[0]) <= 64
+    doc = labelme_document(ring, "ring.png", 120, 120, {1: "text"})
+    assert [s["label"] for s in doc["shapes"]] == ["text", HOLE_LABEL]
+    assert doc["shapes"][0]["group_id"] == doc["shapes"][1]["group_id"]
+    canvas = Image.new("L", (120, 120), 0)
+    for shape, value in zip(doc["shapes"], (1, 0)):
+        ImageDraw.Draw(canvas).polygon([tuple(p) for p in shape["points"]], fill=value, outline=value)
+    drawn = np.asarray(canvas, bool)
+    assert not drawn[60, 60] and drawn[60, 15]  # the hole stays open, the ring is filled
+    assert np.mean(drawn[ring]) > 0.97 and np.mean(drawn[~ring]) < 0.03
+    # A long line of text is still one polygon of at most 64 points per word.
+    mask = _rendered(24)
+    doc = labelme_document(mask, "p.png", *mask.shape, {1: "text"})
+    outlines = [s for s in doc["shapes"] if s["label"] == "text"]
+    assert len(outlines) == len(find_instances(mask)) and all(len(s["points"]) <= 64 for s in doc["shapes"])
+
+
+def _segmentation_predictor(probabilities: dict[str, np.ndarray]):
+    task = get_task(TEXT_SEGMENTATION)
+
+    def predict(rgb: np.ndarray):
+        key = int(rgb[0, 0, 0])
+        return {TEXT_SEGMENTATION: TextSegmentationResult(probabilities[key], rgb, threshold=0.4)}
+
+    return predict, task.propose
+
+
+def test_labelled_folder_exports_instances_with_scores(tmp_path):
+    """A labelled folder: confidence in the manifest, COCO instances with the model's mean
+    probability as score (1.0 once a person reviewed them), read back with pycocotools."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    mask = _rendered(20)
+    sure = np.where(mask, 0.95, 0.02).astype(np.float32)
+    unsure = np.where(mask, 0.55, 0.3).astype(np.float32)
+    images = tmp_path / "images"
+    images.mkdir()
+    for key, name in ((1, "sure.png"), (2, "unsure.png")):
+        Image.fromarray(np.full(mask.shape + (3,), key, np.uint8)).save(images / name)
+    predict, propose = _segmentation_predictor({1: sure, 2: unsure})
+    store = LabelStore(tmp_path / "out", TEXT_SEGMENTATION)
+    config = LabelConfig(TEXT_SEGMENTATION, formats=("png", "coco", "labelme"), overlap=False, progress=False)
+    summary = label_images(predict, [(images / "sure.png", "sure.png"), (images / "unsure.png", "unsure.png")],
+                           store, config, to_label=propose)
+    assert summary.done == 2
+    sure_record, unsure_record = store.record("sure.png"), store.record("unsure.png")
+    assert sure_record["confidence"] == 1.0 and unsure_record["confidence"] < 0.5
+    scores = store.read_scores("unsure.png")  # the probability of each pixel's class
+    assert np.abs(scores[mask] - 0.55).max() <= 1 / 255 and np.abs(scores[~mask] - 0.7).max() <= 1 / 255
+    store.mark_reviewed("sure.png")
+    exports = write_exports(tmp_path / "out", TEXT_SEGMENTATION, ("coco", "labelme"))
+    assert exports["labelme"] == 2
+    doc = json.loads((tmp_path / "out" / "coco.json").read_text())
+    by_file = {i["file_name"]: i["id"] for i in doc["images"]}
+    words = len(find_instances(mask))
+    for name, expected in (("sure.png", 1.0), ("unsure.png", 0.55)):
+        anns = [a for a in doc["annotations"] if a["image_id"] == by_file[name]]
+        assert len(anns) == words
+        assert all(abs(a["score"] - expected) <= 1 / 255 for a in anns)
+    labelme = json.loads((tmp_path / "out" / "labelme" / "unsure.json").read_text())
+    assert sum(s["label"] == "text" for s in labelme["shapes"]) == words
+    assert abs(float(labelme["shapes"][0]["description"].removeprefix("score ")) - 0.55) <= 1 / 255
+
+    with warnings.catch_warnings():  # pycocotools warns under numpy 2
+        warnings.simplefilter("ignore", DeprecationWarning)
+        coco = COCO(str(tmp_path / "out" / "coco.json"))
+        union = np.zeros(mask.shape, bool)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=[by_file["unsure.png"]])):
+            union |= coco.annToMask(ann).astype(bool)
+        assert (union == mask).all()
+        # The annotations, given as detections with their scores, score AP 1 against themselves.
+        detections = coco.loadRes([dict(a) for a in doc["annotations"]])
+        evaluation = COCOeval(coco, detections, "segm")
+        evaluation.params.maxDets = [1, 10, 100]
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(1.0)
+
+
+def test_tampering_proposal_scores_and_confidence():
+    probabilities = np.zeros((20, 30, 3), np.float32)
+    probabilities[..., 0] = 1.0
+    probabilities[5:10, 5:15] = (0.0, 0.9, 0.1)  # real text, sure
+    probabilities[12:16, 5:15] = (0.1, 0.45, 0.45)  # a coin toss between real and tampered
+    result = TamperingResult(probabilities, np.zeros((20, 30, 3), np.uint8))
+    proposal = get_task(TAMPERED_TEXT_DETECTION).propose({TAMPERED_TEXT_DETECTION: result})
+    assert proposal.scores[7, 7] == pytest.approx(0.9) and proposal.margins[7, 7] == pytest.approx(0.8)
+    assert proposal.margins[14, 7] == pytest.approx(0.0)
+    # 50 sure text pixels, 40 doubtful: confidence 1 - 40 / 90.
+    assert proposal.confidence() == pytest.approx(1 - 40 / 90)
+    instances = find_instances(proposal.label)
+    assert {i.value for i in instances} == {1}
+    assert coco_rle_to_mask  # the module's decoder is the one the exports are checked with
