@@ -77,8 +77,9 @@ def test_review_goes_to_the_least_confident_label_next(tmp_path):
     ws = Workspace.for_data_dir(data, TEXT_SEGMENTATION)
     ws.prelabel(predict)
     confidence = {name: ws.confidence(name) for name in names}
-    assert confidence["a.png"] == confidence["d.png"] == 1.0
-    assert confidence["b.png"] == 0.0 and 0.0 < confidence["c.png"] < 1.0
+    assert confidence["d.png"] == 1.0 and confidence["a.png"] == pytest.approx(0.55 / 0.6, abs=1e-3)
+    assert confidence["b.png"] == pytest.approx(0.05 / 0.6, abs=1e-3)
+    assert confidence["b.png"] < confidence["c.png"] < confidence["a.png"]
     assert ws.least_confident_unreviewed(0) == 1  # b
     assert ws.least_confident_unreviewed(1) == 2  # from b: c, the next least confident
     ws.accept("b.png", text)

@@ -119,7 +119,9 @@ def test_labelled_folder_exports_instances_with_scores(tmp_path):
                            store, config, to_label=propose)
     assert summary.done == 2
     sure_record, unsure_record = store.record("sure.png"), store.record("unsure.png")
-    assert sure_record["confidence"] == 1.0 and unsure_record["confidence"] < 0.5
+    # margins: (0.95 - 0.4) / 0.6 on text; (0.55 - 0.4) / 0.6 on text and (0.4 - 0.3) / 0.4 around it
+    assert sure_record["confidence"] == pytest.approx(0.55 / 0.6, abs=1e-3)
+    assert unsure_record["confidence"] == pytest.approx(0.25, abs=1e-3)
     scores = store.read_scores("unsure.png")  # the probability of each pixel's class
     assert np.abs(scores[mask] - 0.55).max() <= 1 / 255 and np.abs(scores[~mask] - 0.7).max() <= 1 / 255
     store.mark_reviewed("sure.png")
@@ -162,8 +164,8 @@ def test_tampering_proposal_scores_and_confidence():
     proposal = get_task(TAMPERED_TEXT_DETECTION).propose({TAMPERED_TEXT_DETECTION: result})
     assert proposal.scores[7, 7] == pytest.approx(0.9) and proposal.margins[7, 7] == pytest.approx(0.8)
     assert proposal.margins[14, 7] == pytest.approx(0.0)
-    # 50 sure text pixels, 40 doubtful: confidence 1 - 40 / 90.
-    assert proposal.confidence() == pytest.approx(1 - 40 / 90)
+    # 50 text pixels with a margin of 0.8, 40 with none: the mean margin over them.
+    assert proposal.confidence() == pytest.approx(50 * 0.8 / 90)
     instances = find_instances(proposal.label)
     assert {i.value for i in instances} == {1}
     assert coco_rle_to_mask  # the module's decoder is the one the exports are checked with

@@ -164,9 +164,10 @@ def instance_outline(instance: Instance, *, max_points: int = 64) -> tuple[np.nd
     """One polygon around an instance and the polygons of the holes it encloses, as ``(N, 2)``
     float ``x, y`` arrays in image coordinates (pixel centres, LabelMe's convention).
 
-    The instance is closed over its letter gaps with the smallest disc (3, 7, 15, ... pixels, up
-    to its height) that joins its pieces, so a word is one outline; if pieces still stand apart
-    the outline is their convex hull. Outlines are simplified (Douglas-Peucker) until they have at
+    The instance is closed (dilated, then eroded) with a disc half its height across, so a word
+    is one smooth outline around its letters and the gaps between them, while round holes
+    wider than the disc stay open; the disc doubles while pieces stand apart (up to twice the
+    height), and as a last resort the outline is their convex hull. Outlines are simplified (Douglas-Peucker) until they have at
     most ``max_points`` points; holes smaller than 2 % of the instance's area are dropped.
     """
     mask = instance.mask.astype(np.uint8)
@@ -174,10 +175,13 @@ def instance_outline(instance: Instance, *, max_points: int = 64) -> tuple[np.nd
     pad = max(2, h)
     canvas = np.zeros((mask.shape[0] + 2 * pad, mask.shape[1] + 2 * pad), np.uint8)
     canvas[pad:-pad, pad:-pad] = mask
-    closed, size = canvas, 1
-    while cv2.connectedComponents(closed, connectivity=8)[0] - 1 > 1 and size <= h:
+    size = _box(h / 2)
+    while True:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        closed = cv2.morphologyEx(canvas, cv2.MORPH_CLOSE, disc)
+        if cv2.connectedComponents(closed, connectivity=8)[0] - 1 <= 1 or size > 2 * h:
+            break
         size = 2 * size + 1
-        closed = cv2.morphologyEx(canvas, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     holes = []
     if len(contours) == 1:

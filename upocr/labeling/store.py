@@ -27,8 +27,8 @@ A manifest record is one JSON object per line::
 ``status`` is ``done`` (written by a model), ``reviewed`` (checked or edited by a person),
 ``failed`` (with ``reason``) or ``skipped`` (with ``reason``). Text removal records also carry
 ``"cleaned": "cleaned/scans/page 1.png"``. Model labels carry ``"scores": "scores/..."`` and
-``"confidence"`` (:meth:`upocr.tasks.Proposal.confidence`: the share of the image's text and
-doubtful pixels that the model is sure of; the Annotate tab reviews the least confident first). Each record is appended with a single write of a
+``"confidence"`` (:meth:`upocr.tasks.Proposal.confidence`: the model's mean margin over the
+pixels that are or might be text, 0 to 1; the Annotate tab can review the least confident first). Each record is appended with a single write of a
 whole line followed by fsync, so a crash can at worst leave a truncated last line, which
 readers ignore. Within one manifest file the later line wins; between files the record with
 the later ``time`` wins. A reviewed label is never replaced unless ``overwrite=True``.

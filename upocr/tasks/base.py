@@ -40,17 +40,17 @@ class Proposal:
     margins: np.ndarray | None = None
 
     def confidence(self) -> float | None:
-        """The share of the image's candidate pixels that the model is sure of: candidates are
-        the pixels labelled text and the pixels whose margin is below :data:`DOUBT_MARGIN`
-        (doubtful); confidence is 1 minus the doubtful share. 1.0 when there are no candidates
-        (no text and no doubt); ``None`` without margins."""
+        """How decisive the model is where there is, or might be, text: the mean margin over
+        the candidate pixels (those labelled text, and those whose margin is below
+        :data:`DOUBT_MARGIN`). 1.0 when there are no candidates (no text and no doubt); ``None``
+        without margins."""
         if self.margins is None:
             return None
-        doubtful = np.asarray(self.margins) < DOUBT_MARGIN
-        candidates = int(np.count_nonzero(doubtful | (np.asarray(self.label) != 0)))
-        if candidates == 0:
+        margins = np.asarray(self.margins, dtype=np.float32)
+        candidates = (margins < DOUBT_MARGIN) | (np.asarray(self.label) != 0)
+        if not candidates.any():
             return 1.0
-        return 1.0 - int(np.count_nonzero(doubtful)) / candidates
+        return float(margins[candidates].mean())
 
 
 @dataclass(frozen=True)
