@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from upocr.labeling import LabelConfig, export_zip, label_images
+from upocr.labeling import LabelConfig, export_zip, label_images, labelling_run
 from upocr.io import atomic_write_text, read_image
 from upocr.paths import is_image_file, iter_image_files, normalize_relative_path
 from upocr.labeling import DONE, REVIEWED, LabelStore, ReviewedLabelError
@@ -391,7 +391,9 @@ class Workspace:
         config = LabelConfig(self.task, formats=("png",), overwrite_unreviewed=bool(redo), overlap=False,
                              progress=progress, progress_desc="Pre-labelling",
                              threshold=DEFAULT_SEGMENTATION_THRESHOLD if threshold is None else float(threshold))
-        summary = label_images(predict, [(self.images_root / rel, rel) for rel in rels], self.store, config)
+        busy = "These images are being labelled by another run; try again when it has finished."
+        with labelling_run(self.store.output_dir, "the app's pre-labelling", busy_message=busy):
+            summary = label_images(predict, [(self.images_root / rel, rel) for rel in rels], self.store, config)
         return {"labelled": summary.done, "kept": summary.already_done, "reviewed_kept": summary.kept_reviewed,
                 "failed": summary.failed}
 

@@ -90,6 +90,31 @@ def test_review_goes_to_the_least_confident_label_next(tmp_path):
     assert ws.least_confident_unreviewed(0) is None
 
 
+def test_prelabel_stops_with_a_message_while_upocr_label_runs_on_the_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from upocr.labeling import LabelRunBusyError
+
+    data = tmp_path / "data"
+    _images(data, ["a.png", "b.png"])
+    ws = Workspace.for_data_dir(data, "text-segmentation")
+    holder = subprocess.Popen(  # another process holds the folder's run lock, as upocr label does
+        [sys.executable, "-c", "import sys, time\nfrom upocr.labeling import labelling_run\n"
+         "with labelling_run(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
+         str(ws.store.output_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LabelRunBusyError, match="being labelled by another run") as caught:
+            ws.prelabel(_predict_text)
+        assert str(tmp_path) not in str(caught.value)  # no server path in what the page shows
+        assert ws.counts()["labelled"] == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert ws.prelabel(_predict_text)["labelled"] == 2
+
+
 def test_unreadable_image_is_recorded_as_failed(tmp_path):
     data = tmp_path / "data"
     _images(data, ["good.png"])

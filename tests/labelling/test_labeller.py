@@ -324,6 +324,38 @@ def test_kill_9_then_resume(micro_model_dir, tmp_path, capsys, monkeypatch):
     assert sorted(im["file_name"] for im in coco["images"]) == sorted(names)
 
 
+def test_a_second_run_on_the_same_folder_stops_with_a_message(micro_model_dir, tmp_path, capsys):
+    """While ``upocr label`` works on a folder, a second run on it stops at once (exit 2, the
+    other run named) and writes nothing; once the first has finished, the second one runs."""
+    root = tmp_path / "in"
+    names = [f"img {i:02d}.png" for i in range(16)]
+    _write_images(root, names, size=(64, 48))
+    out = tmp_path / "out"
+    args = _label("--task", "segmentation", "--model", str(micro_model_dir), "--format", "png", str(root), str(out))
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUNNER, *args, "--threads", "1"], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    manifest = out / "manifest.jsonl"
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and proc.poll() is None and not manifest.is_file():
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the first run ended too soon: {proc.communicate()}"
+        lines_before = len(_manifest_lines(manifest))
+        assert cli_main(args + ["--overwrite-unreviewed"]) == 2
+        err = capsys.readouterr().err
+        assert "another labelling run is writing to this folder" in err and f"process {proc.pid}" in err
+        assert proc.poll() is None  # the first run goes on ...
+        assert all(r["status"] == "done" for r in _manifest_lines(manifest))
+        assert len(_manifest_lines(manifest)) >= lines_before
+    finally:
+        proc.wait(timeout=150)
+    assert proc.returncode == 0  # ... and finishes
+    assert cli_main(args) == 0  # the lock went with it
+    assert f"already done {len(names)}" in capsys.readouterr().out
+    lines = [r for r in _manifest_lines(manifest) if r["status"] == "done"]
+    assert sorted(r["file"] for r in lines) == sorted(names)  # each file labelled exactly once
+
+
 # ---- reviewed labels ------------------------------------------------------------------------
 
 

@@ -50,6 +50,17 @@ class ProcessGroup:
 
             dist.barrier()
 
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every process (each passes its own)."""
+        if not self._joined:
+            return bool(flag)
+        import torch
+        import torch.distributed as dist
+
+        value = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value.item())
+
     def gather_summary(self, summary: LabelSummary) -> LabelSummary:
         """The sum of every process's counts (the longest time) on every process."""
         if not self._joined:

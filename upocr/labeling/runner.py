@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import os
 import sys
 import threading
@@ -60,9 +61,11 @@ from .store import (
     REVIEWED,
     SKIPPED,
     LabelCollisionError,
+    LabelRunBusyError,
     LabelStore,
     ReviewedLabelError,
     find_label_collisions,
+    labelling_run,
     label_relpath,
     merge_manifests,
 )
@@ -474,14 +477,31 @@ def label_folder(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.P
 
     ``report`` receives one line per leftover clean-up, skipped and failed file. Returns the
     summary of the whole run (every process), with the exports written (main process only).
+    A second run on the same output folder stops with :class:`LabelRunBusyError` (every
+    process of it), while the first goes on.
     """
     group = group or ProcessGroup({})
     items = find_inputs(input_dir, output_dir) if items is None else items
     report = report or (lambda line: print(line, file=sys.stderr))
     group.join()
+    with contextlib.ExitStack() as held:
+        busy: LabelRunBusyError | None = None
+        if group.is_main:  # the main process holds the folder's run lock for the whole run
+            try:
+                held.enter_context(labelling_run(output_dir))
+            except LabelRunBusyError as error:
+                busy = error
+        if not group.all_true(busy is None):
+            group.leave()
+            raise busy or LabelRunBusyError(f"{output_dir}: another labelling run is writing to this folder")
+        return _label_folder_locked(pipe, input_dir, output_dir, config, items, group, report)
+
+
+def _label_folder_locked(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.PathLike, config: LabelConfig,
+                         items: Sequence[tuple[Path, str]], group: ProcessGroup,
+                         report: Callable[[str], None]) -> LabelSummary:
     try:
         if group.is_main:
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
             removed = clean_stale_temp_files(output_dir)
             if removed:
                 report(f"removed {removed} temporary file(s) left by an interrupted run")

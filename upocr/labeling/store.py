@@ -37,6 +37,7 @@ the later ``time`` wins. A reviewed label is never replaced unless ``overwrite=T
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from datetime import datetime, timedelta
@@ -44,10 +45,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from PIL import Image
 
-from ..io import save_png_atomic
+from ..io import atomic_write_text, save_png_atomic
 from ..paths import normalize_relative_path, safe_relative_output
 from ..tasks import canonical_task, get_task
 from ..tasks.base import LabelClass
@@ -85,6 +86,7 @@ __all__ = [
     "find_label_collisions",
     "LabelStoreError",
     "ReviewedLabelError",
+    "LabelRunBusyError",
     "LabelCollisionError",
     "LabelTaskMismatchError",
     "LabelStore",
@@ -94,6 +96,42 @@ __all__ = [
 
 #: The lock file that serialises label writes across processes (see ``LabelStore._writing``).
 WRITE_LOCK_NAME = ".labels.write.lock"
+#: The lock file held by the labelling run of a folder (see :func:`labelling_run`), and the file
+#: that says who holds it.
+RUN_LOCK_NAME = ".labels.run.lock"
+RUN_OWNER_NAME = ".labels.run.json"
+
+
+@contextlib.contextmanager
+def labelling_run(output_dir: str | os.PathLike, what: str = "upocr label", *, busy_message: str | None = None):
+    """Held for the whole of a labelling run on ``output_dir`` (``upocr label``, the app's
+    pre-labelling): a second run on the same folder, in any process, stops at once with
+    :class:`LabelRunBusyError` naming the one at work, instead of duplicating its work. The lock
+    is the operating system's, so a run that was killed does not leave it behind.
+    ``busy_message`` replaces the error's text (which names the folder and the other run)."""
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / RUN_LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            owner = json.loads((root / RUN_OWNER_NAME).read_text(encoding="utf-8"))
+            who = f" ({owner.get('what', 'a run')}, process {owner.get('pid')}, started {owner.get('started')})"
+        except (OSError, ValueError, AttributeError):
+            who = ""
+        raise LabelRunBusyError(
+            busy_message or f"{root}: another labelling run is writing to this folder{who}; "
+            "wait for it to finish or label into another folder"
+        ) from None
+    try:
+        owner = {"what": what, "pid": os.getpid(), "started": _format_time(_utc_now())}
+        atomic_write_text(root / RUN_OWNER_NAME, json.dumps(owner))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            (root / RUN_OWNER_NAME).unlink()
+        lock.release()
 
 MASKS_DIR = "masks"
 CLEANED_DIR = "cleaned"
@@ -142,6 +180,10 @@ def find_label_collisions(relative_paths: Iterable[str | os.PathLike]) -> dict[s
 
 class LabelStoreError(ValueError):
     """Base class of the label store's errors."""
+
+
+class LabelRunBusyError(LabelStoreError):
+    """Another labelling run is writing to the output folder."""
 
 
 class ReviewedLabelError(LabelStoreError):
