@@ -57,6 +57,12 @@ class UploadLimits:
     max_files: int = 2000
     max_file_bytes: int = 20 * 1024 * 1024
     max_total_bytes: int = 1024 * 1024 * 1024
+    busy_wait_seconds: float = 60.0
+
+
+#: Uploads copied into workspaces at the same time, in this process.
+MAX_CONCURRENT_INGESTS = 2
+_INGESTING = threading.BoundedSemaphore(MAX_CONCURRENT_INGESTS)
 
 
 # ------------------------------------------------------------------------------------------
@@ -156,8 +162,9 @@ def safe_extract_zip(zip_path: str | os.PathLike, dest: Path, limits: UploadLimi
 
     Kept: regular files with an image extension whose path stays inside ``dest`` (no absolute
     paths, ``..``, drive letters, links, hidden or ``__MACOSX`` entries). Each file is limited to
-    ``limits.max_file_bytes`` and all files together to the remaining ``budget`` (counted on the
-    bytes actually read, not on the sizes the archive claims). Returns ``(extracted, skipped)``
+    ``limits.max_file_bytes`` and all files together to the remaining ``budget``: an archive
+    whose entries claim more is refused before anything is written, and the bytes actually read
+    are counted too (an archive can claim less than it holds). Returns ``(extracted, skipped)``
     relative paths / reasons.
     """
     extracted: list[str] = []
@@ -168,6 +175,11 @@ def safe_extract_zip(zip_path: str | os.PathLike, dest: Path, limits: UploadLimi
     except (zipfile.BadZipFile, OSError) as exc:
         raise UserInputError(f"{name}: not a readable zip archive ({exc})") from exc
     with archive:
+        declared = sum(info.file_size for info in archive.infolist()
+                       if not info.is_dir() and is_image_file(info.filename) and info.file_size <= limits.max_file_bytes)
+        if declared > budget[0]:  # refused before a byte is written (sizes that lie are caught below)
+            raise UserInputError(f"{name}: its images add up to {declared // (1024 * 1024)} MB, more than the "
+                                 f"{limits.max_total_bytes // (1024 * 1024)} MB an upload may hold; split the archive")
         for info in archive.infolist():
             if info.is_dir():
                 continue
@@ -187,6 +199,9 @@ def safe_extract_zip(zip_path: str | os.PathLike, dest: Path, limits: UploadLimi
                 continue
             if info.flag_bits & 0x1:
                 skipped.append(f"{rel}: encrypted")
+                continue
+            if info.file_size > limits.max_file_bytes:
+                skipped.append(f"{rel}: larger than {limits.max_file_bytes // (1024 * 1024)} MB")
                 continue
             if len(extracted) >= limits.max_files:
                 raise UserInputError(f"{name}: more than {limits.max_files} images; split the archive")
@@ -225,10 +240,22 @@ def ingest_uploads(files: Iterable[str | os.PathLike], workspaces_root: Path,
     with the same files is reused as is, so its labels and review state remain. Each upload is
     staged in a folder of its own and published with one rename: two identical uploads at once
     both end with the complete workspace (the second finds it published and drops its copy).
+    At most :data:`MAX_CONCURRENT_INGESTS` uploads are copied at once (so staged files never take
+    more than that many times ``limits.max_total_bytes`` of disk); a further one waits up to
+    ``limits.busy_wait_seconds`` and is then refused with a message.
     """
     paths = [Path(f) for f in files if f]
     if not paths:
         raise UserInputError("No files: upload images or a zip of images.")
+    if not _INGESTING.acquire(timeout=limits.busy_wait_seconds):
+        raise UserInputError("The server is busy copying other uploads; try again in a minute.")
+    try:
+        return _ingest(paths, workspaces_root, limits, owner)
+    finally:
+        _INGESTING.release()
+
+
+def _ingest(paths: list[Path], workspaces_root: Path, limits: UploadLimits, owner: str) -> tuple[str, list[str]]:
     ident = workspace_id(paths, workspaces_root, owner)
     root = workspaces_root / ident
     images = root / "images"

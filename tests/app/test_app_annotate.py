@@ -226,3 +226,40 @@ def test_identical_uploads_at_once_all_see_the_whole_workspace(tmp_path):
     ws_root = root / idents.pop()
     assert len(list((ws_root / "images").rglob("*.png"))) == 300
     assert not [p for p in ws_root.iterdir() if p.name.startswith(".incoming")]
+
+
+def test_an_archive_claiming_too_much_is_refused_before_anything_is_written(tmp_path):
+    """A zip bomb (30 entries of 1 MB of zeros, 30 KB compressed) against a 16 MB upload limit:
+    refused from the sizes its entries claim, with nothing written."""
+    from demo.annotate import UploadLimits, UserInputError, safe_extract_zip
+
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(30):
+            zf.writestr(f"page {i:02d}.png", b"\0" * (1 << 20))
+    assert archive.stat().st_size < 100_000
+    dest = tmp_path / "staging"
+    dest.mkdir()
+    limits = UploadLimits(max_total_bytes=16 << 20)
+    with pytest.raises(UserInputError, match="add up to 30 MB, more than the 16 MB"):
+        safe_extract_zip(archive, dest, limits, [limits.max_total_bytes])
+    assert list(dest.rglob("*")) == []
+
+
+def test_uploads_beyond_the_concurrent_limit_wait_then_get_a_message(tmp_path, monkeypatch):
+    import threading
+
+    import demo.annotate as annotate
+
+    archive = _zip_of_images(tmp_path / "few.zip", 3)
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(annotate, "_INGESTING", slots)
+    limits = annotate.UploadLimits(busy_wait_seconds=0.2)
+    slots.acquire()  # another upload is being copied
+    try:
+        with pytest.raises(annotate.UserInputError, match="busy copying other uploads"):
+            annotate.ingest_uploads([archive], tmp_path / "ws", limits, owner=annotate.new_owner_key())
+    finally:
+        slots.release()
+    ident, _ = annotate.ingest_uploads([archive], tmp_path / "ws", limits, owner=annotate.new_owner_key())
+    assert len(list((tmp_path / "ws" / ident / "images").rglob("*.png"))) == 3
