@@ -119,8 +119,8 @@ class StudioContext:
         return self.key
 
     def read(self, path) -> np.ndarray:
-        """An uploaded image, decoded once (``core.read_upload``: clear errors, pixel limit)."""
-        return core.read_upload(path, max_pixels=self.max_pixels)
+        """An uploaded image, decoded once (``core.read_upload``: clear errors, size and pixel limits)."""
+        return core.read_upload(path, max_pixels=self.max_pixels, max_bytes=self.upload_limits.max_file_bytes)
 
     def run_tasks(self, rgb: np.ndarray, tasks, threshold: float = DEFAULT_SEGMENTATION_THRESHOLD,
                   keep_background: bool = True) -> dict:

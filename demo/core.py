@@ -119,12 +119,28 @@ def output_stem(path: str | os.PathLike | None) -> str:
     return (stem or "image")[:80]
 
 
-def read_upload(path: str | os.PathLike | None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """An uploaded image as uint8 RGB; :class:`upocr.io.ImageReadError` explains any failure."""
+def _size_text(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
+
+
+def read_upload(path: str | os.PathLike | None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                max_bytes: int | None = None) -> np.ndarray:
+    """An uploaded image as uint8 RGB; :class:`upocr.io.ImageReadError` explains any failure.
+
+    ``max_bytes`` holds for every way an image arrives (an upload, an API call, an image sent
+    inline as a ``data:`` URL, which Gradio writes to a file before the handler runs)."""
     if path is None or path == "":
         raise UserInputError("No image: upload or paste an image first.")
     if isinstance(path, dict):  # a FileData-like dict from an API call
         path = path.get("path")
+    if max_bytes is not None:
+        try:
+            size = os.path.getsize(path)
+        except (OSError, TypeError):
+            size = 0  # read_image names the problem
+        if size > max_bytes:
+            raise UserInputError(f"{display_name(path)}: {_size_text(size)} is more than the "
+                                 f"{_size_text(max_bytes)} an image may have")
     return read_image(path, name=display_name(path), max_pixels=max_pixels)
 
 

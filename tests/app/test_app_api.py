@@ -140,6 +140,30 @@ def test_oversized_upload_is_refused(app, client, tmp_path):
     assert response.status_code == 413
 
 
+def test_an_image_sent_inline_is_refused_and_every_read_obeys_the_size_limit(app, tmp_path):
+    """An image sent inline as a data: URL never reaches a handler (the server refuses it), and
+    every image a handler reads, whichever way it came, obeys the file-size limit."""
+    import base64
+
+    import httpx
+
+    from demo import core
+
+    small = io.BytesIO()
+    Image.new("RGB", (64, 48), "white").save(small, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(small.getvalue()).decode()
+    payload = {"data": [{"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}]}
+    event = httpx.post(app["url"] + "gradio_api/call/segment_text", json=payload, timeout=60).json()["event_id"]
+    answer = httpx.get(app["url"] + f"gradio_api/call/segment_text/{event}", timeout=120).text
+    assert "event: error" in answer and "event: complete" not in answer
+
+    path = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (360, 360, 3), dtype=np.uint8)).save(path)
+    with pytest.raises(core.UserInputError, match=r"noise.png: \d+ KB is more than the 300 KB an image may have"):
+        core.read_upload(str(path), max_bytes=300 * 1024)
+    assert core.read_upload(str(path), max_bytes=1 << 20).shape == (360, 360, 3)
+
+
 def test_files_outside_the_app_folders_are_not_served(app):
     import httpx
 
