@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,25 @@ def test_a_file_name_no_output_can_have_is_reported_and_the_rest_is_written(micr
         assert "bad\\nname.png" in err and "control characters" in err and "Traceback" not in err
     assert (tmp_path / "pred" / "fine.png").is_file()
     assert (tmp_path / "lab" / "masks" / "fine.png").is_file() and (tmp_path / "lab" / "coco.json").is_file()
+
+
+def test_a_name_too_long_for_its_labelme_file_keeps_its_label_and_the_other_exports(micro_model_dir, tmp_path, capsys):
+    """A 255-byte file name labels fine but its LabelMe file (".json" is longer than ".png")
+    cannot exist: that export is reported, COCO and the other LabelMe files are written, the
+    counts stay whole (3 files, 3 done) and the exit status is 1; a rerun says the same."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    long_name = "n" * 251 + ".png"
+    for name in (long_name, "a.png", "b.png"):
+        Image.new("RGB", (60, 40), "white").save(folder / name)
+    args = ["label", "--model", str(micro_model_dir), "--task", "segmentation", "--format", "png,coco,labelme",
+            "--no-progress", str(folder), str(tmp_path / "lab")]
+    for _ in range(2):
+        assert cli_main(args) == 1
+        captured = capsys.readouterr()
+        assert "LabelMe file not written" in captured.err and "Traceback" not in captured.err
+        assert "1 label(s) could not be exported" in captured.out
+    assert "3 files" in captured.out and "already done 3" in captured.out
+    coco = json.loads((tmp_path / "lab" / "coco.json").read_text())
+    assert len(coco["images"]) == 3
+    assert sorted(p.name for p in (tmp_path / "lab" / "labelme").iterdir()) == ["a.json", "b.json"]

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as error:
         return _error(f"cannot join the other processes: {error}" if group.distributed else str(error))
     if not group.is_main:
-        return 1 if total.failed else 0
+        return 0 if total.ok else 1
     print(total.text())
     exports = total.exports
     outputs = [f"{output_dir / 'masks'}", f"{output_dir / 'manifest.jsonl'}"]
@@ -130,4 +130,4 @@ def run(args: argparse.Namespace) -> int:
     if "labelme" in exports:
         outputs.append(f"{output_dir / 'labelme'} ({exports['labelme']} new)")
     print("  wrote " + ", ".join(outputs))
-    return 1 if total.failed else 0
+    return 0 if total.ok else 1

@@ -75,8 +75,15 @@ class LabelSummary:
     skips: list[tuple[str, str]] = field(default_factory=list)
     #: What the exports wrote (``{"coco": path, "labelme": count}``), after :func:`label_folder`.
     exports: dict[str, Any] = field(default_factory=dict)
+    #: ``(file, reason)`` of labels whose export files could not be written (the label is kept).
+    export_failures: list[tuple[str, str]] = field(default_factory=list)
 
     COUNTS = ("total", "done", "failed", "skipped", "kept_reviewed", "already_done", "other_settings")
+
+    @property
+    def ok(self) -> bool:
+        """No file failed and every export was written (the exit status is 0)."""
+        return not self.failed and not self.export_failures
 
     @property
     def processed(self) -> int:
@@ -93,6 +100,7 @@ class LabelSummary:
         out["seconds"] = round(self.seconds, 4)
         out["images_per_second"] = round(self.images_per_second, 4)
         out["failures"] = [{"file": f, "reason": r} for f, r in self.failures]
+        out["export_failures"] = [{"file": f, "reason": r} for f, r in self.export_failures]
         return out
 
     def text(self) -> str:
@@ -103,6 +111,8 @@ class LabelSummary:
             f"  done {self.done} | failed {self.failed} | skipped {self.skipped} | "
             f"reviewed kept {self.kept_reviewed} | already done {self.already_done}",
         ]
+        if self.export_failures:
+            lines.append(f"  exports: {len(self.export_failures)} label(s) could not be exported (listed above)")
         if self.other_settings:
             lines.append(
                 f"  note: {self.other_settings} of the already done labels were made with another model or "

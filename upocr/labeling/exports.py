@@ -140,7 +140,7 @@ def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[st
 def _newer(path: Path, than: Path) -> bool:
     try:
         return path.stat().st_mtime_ns >= than.stat().st_mtime_ns
-    except FileNotFoundError:
+    except OSError:  # missing, or a name the file system cannot hold
         return False
 
 

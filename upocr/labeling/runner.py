@@ -519,8 +519,7 @@ def _label_folder_locked(pipe: Any, input_dir: str | os.PathLike, output_dir: st
                                           rule=config.instances)
             for rel, reason in total.exports.get("failed", []):
                 report(f"failed: {rel}: {reason}")
-                total.failed += 1
-                total.failures.append((rel, reason))
+                total.export_failures.append((rel, reason))
         group.barrier()  # the processes end together, once the manifest is merged and the exports written
     finally:
         group.leave()
