@@ -8,7 +8,7 @@ import argparse
 import os
 
 from demo import build_demo, launch
-from demo.cli import DEFAULT_MAX_WORK_PIXELS, load_pipeline
+from demo.cli import DEFAULT_MAX_WORK_PIXELS, DEFAULT_TIME_BUDGET, load_pipeline
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", help="Hub repo id or folder (default: $UPOCR_MODEL, else the bundled weights)")
@@ -21,9 +21,12 @@ parser.add_argument("--studio-dir", default=None, help="folder the app owns (def
 parser.add_argument("--max-work-pixels", type=int,
                     default=int(os.environ.get("UPOCR_MAX_WORK_PIXELS", DEFAULT_MAX_WORK_PIXELS)),
                     help="larger images are processed smaller (with a notice) and results brought back to their size")
+parser.add_argument("--time-budget", type=float,
+                    default=float(os.environ.get("UPOCR_TIME_BUDGET", DEFAULT_TIME_BUDGET)),
+                    help="seconds one image may take before it is stopped with a message")
 args, _ = parser.parse_known_args()
 
-pipeline, load_error = load_pipeline(args.model, max_work_pixels=args.max_work_pixels)
+pipeline, load_error = load_pipeline(args.model, max_work_pixels=args.max_work_pixels, time_budget=args.time_budget)
 demo = build_demo(pipeline, data_dir=args.data, studio_dir=args.studio_dir, max_file_size=args.max_file_size,
                   load_error=load_error)
 

@@ -10,6 +10,8 @@ logger = logging.getLogger("upocr.studio")
 #: The most pixels the app's network processes for one image (larger images run smaller): a
 #: 4-megapixel budget keeps one request to seconds on a CPU.
 DEFAULT_MAX_WORK_PIXELS = 4_000_000
+#: Seconds one image may take in the app before it is stopped with a message.
+DEFAULT_TIME_BUDGET = 120.0
 
 
 def load_pipeline(model: str | None = None, **kwargs):
@@ -23,6 +25,7 @@ def load_pipeline(model: str | None = None, **kwargs):
 
     try:
         kwargs.setdefault("max_work_pixels", DEFAULT_MAX_WORK_PIXELS)
+        kwargs.setdefault("time_budget", DEFAULT_TIME_BUDGET)
         return UPOCRPipeline.from_pretrained(model, **kwargs), None
     except NoDefaultWeightsError:
         return None, None  # the app's banner explains it

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +46,11 @@ except ImportError:  # elsewhere: no-op
     def _gpu(fn: Callable | None = None, **_kwargs: Any):
         return fn if fn is not None else (lambda f: f)
 
+
+#: Work (pixels the network processes) above which a request counts as large: one large request
+#: runs at a time, so a large image can never hold every worker while small ones wait.
+HEAVY_WORK_PIXELS = 1_000_000
+_HEAVY = threading.BoundedSemaphore(1)
 
 # The pipelines by key; the GPU functions below take the key (cheap to pass to a GPU worker).
 _PIPELINES: dict[str, Any] = {}
@@ -127,11 +133,24 @@ class StudioContext:
         """The pipeline's results; text removal changes only the detected text unless ``keep_background`` is off.
         An image beyond the pipeline's work budget is run smaller, and the user is told."""
         key = self.need_model()
-        scale = _PIPELINES[key].work_scale(*rgb.shape[:2])
+        pipeline = _PIPELINES[key]
+        height, width = rgb.shape[:2]
+        scale = pipeline.work_scale(height, width)
         if scale < 1.0:
-            self.notify(f"This {rgb.shape[1]}x{rgb.shape[0]} image was processed at {scale:.0%} of its size "
+            self.notify(f"This {width}x{height} image was processed at {scale:.0%} of its size "
                         "(the app's work limit per image); the results are at its full size.")
-        return _gpu_run(key, rgb, tuple(tasks), float(threshold), bool(keep_background))
+        tiled = pipeline.resolve_mode(height, width) == "tile"
+        work = int(height * width * scale * scale) if tiled else pipeline.size * pipeline.size
+        if work <= HEAVY_WORK_PIXELS:
+            return _gpu_run(key, rgb, tuple(tasks), float(threshold), bool(keep_background))
+        # One large image at a time: the other worker stays free for small ones.
+        if not _HEAVY.acquire(blocking=False):
+            raise UserInputError("Another large image is being processed; try again in a moment "
+                                 "(smaller images are served meanwhile).")
+        try:
+            return _gpu_run(key, rgb, tuple(tasks), float(threshold), bool(keep_background))
+        finally:
+            _HEAVY.release()
 
     def guided_removal(self, rgb: np.ndarray, mask: np.ndarray):
         if not mask.any():

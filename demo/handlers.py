@@ -18,6 +18,7 @@ import numpy as np
 
 from upocr.io import ImageReadError
 from upocr.labeling import LabelStoreError
+from upocr.pipeline import WorkBudgetError
 from upocr.results import TextSegmentationResult
 from upocr.tasks import (
     DEFAULT_SEGMENTATION_THRESHOLD,
@@ -46,7 +47,7 @@ def guard(fn: Callable) -> Callable:
             raise
         except NoModelError as exc:
             raise gr.Error(str(exc), title="No model", print_exception=False) from None
-        except (ImageReadError, UserInputError, LabelStoreError) as exc:
+        except (ImageReadError, UserInputError, LabelStoreError, WorkBudgetError) as exc:
             raise gr.Error(html.escape(str(exc)), print_exception=False) from None
         except Exception as exc:  # noqa: BLE001 - shown to the user, logged in full here
             logger.exception("handler %s failed", getattr(fn, "__name__", fn))

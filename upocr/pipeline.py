@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -62,6 +64,13 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+class WorkBudgetError(RuntimeError):
+    """An image took longer than the time budget it was given (:meth:`UPOCRPipeline.time_limit`)."""
+
+
+_deadlines = threading.local()
+
+
 class UPOCRPipeline:
     """Run a :class:`UPOCR` model on user images.
 
@@ -78,11 +87,14 @@ class UPOCRPipeline:
             limit). A larger image is run at the largest scale within the budget and its results
             are brought back to its own size (:meth:`work_scale` says by how much), so no single
             image can hold the model for minutes.
+        time_budget: seconds one image may take in tile mode (``None``: no limit); a slower one
+            stops with :class:`WorkBudgetError` (see :meth:`time_limit`).
     """
 
     def __init__(self, model: UPOCR, *, device: str | torch.device | None = None, mode: str = "auto",
                  dtype: str = "float32", tile_overlap: int | None = None, batch_size: int = 1,
-                 max_pixels: int | None = None, source: str | None = None, max_work_pixels: int | None = None):
+                 max_pixels: int | None = None, source: str | None = None, max_work_pixels: int | None = None,
+                 time_budget: float | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = _pick_device(device)
@@ -100,6 +112,9 @@ class UPOCRPipeline:
         if max_work_pixels is not None and int(max_work_pixels) < self.size * self.size:
             raise ValueError(f"max_work_pixels must be at least the model size ({self.size}x{self.size})")
         self.max_work_pixels = None if max_work_pixels is None else int(max_work_pixels)
+        if time_budget is not None and not float(time_budget) > 0:
+            raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget}")
+        self.time_budget = None if time_budget is None else float(time_budget)
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, revision: str | None = None,
@@ -159,6 +174,27 @@ class UPOCRPipeline:
             return "tile" if height * width > 4 * self.size * self.size else "resize"
         return mode
 
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float | None):
+        """Within this block (on this thread), an image whose tiles take longer than ``seconds``
+        stops between two batches of windows with :class:`WorkBudgetError` (``None``: no limit,
+        whatever the pipeline's own ``time_budget``).
+        A batch already started finishes first, so the overrun is at most one batch."""
+        previous = getattr(_deadlines, "value", None)
+        limit = float("inf") if seconds is None else float(seconds)
+        _deadlines.value = (time.monotonic() + limit, limit)
+        try:
+            yield
+        finally:
+            _deadlines.value = previous
+
+    @staticmethod
+    def _check_deadline(done: int, total: int) -> None:
+        deadline = getattr(_deadlines, "value", None)
+        if deadline is not None and time.monotonic() > deadline[0]:
+            raise WorkBudgetError(f"stopped after {done} of {total} windows: the image took longer than its "
+                                  f"time budget of {deadline[1]:g} s (give a smaller image, or a larger budget)")
+
     def work_scale(self, height: int, width: int, mode: str | None = None) -> float:
         """The factor (at most 1) by which an image of this size is shrunk before the network
         sees it, so that the work stays within ``max_work_pixels`` (1.0: no shrinking)."""
@@ -170,6 +206,9 @@ class UPOCRPipeline:
     def predict_outputs(self, rgb: np.ndarray, tasks: Iterable[str], *, mode: str | None = None) -> dict[str, np.ndarray]:
         """Full-resolution model outputs ``{task: float32 (H, W, 3)}`` (raw, not clamped)."""
         tasks = [canonical_task(t) for t in tasks]
+        if self.time_budget is not None and getattr(_deadlines, "value", None) is None:
+            with self.time_limit(self.time_budget):
+                return self.predict_outputs(rgb, tasks, mode=mode)
         h, w = rgb.shape[:2]
         if self.resolve_mode(h, w, mode) == "resize":
             return self._predict_resized(_to_unit_tensor(rgb[None]), tasks)
@@ -226,6 +265,7 @@ class UPOCRPipeline:
         weights = blend_weights(th, tw, overlap)  # every window is th x tw: the image is padded to at least that
         acc = {t: TileAccumulator(ph, pw, 3) for t in tasks}
         for i in range(0, len(windows), self.batch_size):
+            self._check_deadline(i, len(windows))
             group = windows[i : i + self.batch_size]
             crops = _to_unit_tensor(np.stack([padded[t:b, l:r] for (t, l, b, r) in group]))
             outs = self._run(crops, tasks)

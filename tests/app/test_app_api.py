@@ -285,3 +285,26 @@ def test_zip_upload_is_extracted_safely(tmp_path):
     assert any("link.png" in n and "not a regular file" in n for n in notes)
     # the same upload again reopens the same workspace
     assert ingest_uploads([archive], root, UploadLimits(max_file_bytes=4096), owner="a" * 32)[0] == ident
+
+
+def test_one_large_image_at_a_time_and_small_ones_meanwhile(tmp_path, monkeypatch):
+    """While a large image holds the model, a second large one gets a message at once (it does
+    not take the other worker) and small images still run."""
+    import demo.context as context
+    from demo.context import StudioContext
+
+    monkeypatch.setattr(context, "HEAVY_WORK_PIXELS", 100_000)  # "large": more than 0.1 megapixels
+
+    pipeline = load_pipeline(save_tiny_model(tmp_path / "model"))
+    ctx = StudioContext.create(pipeline, studio_dir=tmp_path / "studio", data_dir=None, max_file_bytes=1 << 20,
+                               max_pixels=None, load_error=None)
+    large = np.zeros((400, 300, 3), np.uint8)  # tiled: 0.12 megapixels of work
+    small = np.zeros((120, 100, 3), np.uint8)
+    assert context._HEAVY.acquire(blocking=False)  # a large image is being processed
+    try:
+        with pytest.raises(context.UserInputError, match="Another large image is being processed"):
+            ctx.run_tasks(large, ["text-segmentation"])
+        assert ctx.run_tasks(small, ["text-segmentation"])["text-segmentation"].mask.shape == (120, 100)
+    finally:
+        context._HEAVY.release()
+    assert ctx.run_tasks(large, ["text-segmentation"])["text-segmentation"].mask.shape == (400, 300)

@@ -263,3 +263,27 @@ def test_a_removal_only_model_gives_its_raw_output_by_default():
     result = pipe(image, TEXT_REMOVAL)
     assert result.mask is None and result.image.shape == image.shape
     assert np.array_equal(result.image, pipe(image, TEXT_REMOVAL, preserve_background=False).image)
+
+
+def test_a_time_budget_stops_a_slow_image_between_windows(micro_model_dir, tmp_path):
+    """An image that takes longer than its time budget stops with a message (a budget far below
+    one window's time always trips; without a budget the same image runs)."""
+    from upocr.cli import main as cli_main
+    from upocr.pipeline import UPOCRPipeline, WorkBudgetError
+
+    rgb = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    pipe = UPOCRPipeline.from_pretrained(str(micro_model_dir), mode="tile", time_budget=1e-9)
+    with pytest.raises(WorkBudgetError, match="time budget of 1e-09 s"):
+        pipe(rgb, TEXT_SEGMENTATION)
+    with pipe.time_limit(None):  # a caller's own limit (here: none) takes precedence
+        assert pipe(rgb, TEXT_SEGMENTATION).mask.shape == (300, 400)
+    with pytest.raises(ValueError, match="time_budget"):
+        UPOCRPipeline.from_pretrained(str(micro_model_dir), time_budget=0)
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(rgb).save(folder / "big.png")
+    Image.fromarray(rgb[:40, :60]).save(folder / "small.png")  # resize mode: one pass, no windows
+    code = cli_main(["predict", "--model", str(micro_model_dir), "--task", "segmentation", "--mode", "tile",
+                     "--time-budget", "1e-9", str(folder), "-o", str(tmp_path / "out")])
+    assert code == 1 and not (tmp_path / "out" / "big.png").exists() and (tmp_path / "out" / "small.png").is_file()

@@ -45,6 +45,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-work-pixels", type=int, default=None,
                    help="tile mode: run images larger than this many pixels at the largest scale within it and "
                    "bring the results back to their size (default: no limit)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="tile mode: stop an image that takes longer than this and report it as failed "
+                   "(default: no limit)")
 
 
 def load_pipeline(args: argparse.Namespace):
@@ -55,7 +58,8 @@ def load_pipeline(args: argparse.Namespace):
         return UPOCRPipeline.from_pretrained(args.model, revision=args.revision, mode=args.mode,
                                              device=args.device, dtype=args.dtype,
                                              max_pixels=getattr(args, "max_pixels", None),
-                                             max_work_pixels=getattr(args, "max_work_pixels", None))
+                                             max_work_pixels=getattr(args, "max_work_pixels", None),
+                                             time_budget=getattr(args, "time_budget", None))
     except NoDefaultWeightsError as error:
         print(f"upocr: {error}", file=sys.stderr)
     except (OSError, ValueError) as error:
@@ -82,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io import ImageReadError, save_png_atomic
     from ..paths import safe_relative_output
+    from ..pipeline import WorkBudgetError
     from . import parse_task
 
     task = parse_task(args.task, "predict")
@@ -117,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             save_png_atomic(out, result.to_pil())
         except ImageReadError as error:
             failures.append(str(error))
+        except WorkBudgetError as error:
+            failures.append(f"{path}: {error}")
         except OSError as error:  # this file's output cannot be written (e.g. a name too long)
             failures.append(f"{path}: cannot write {out.name}: {error.strerror or error}")
     done = total - len(failures)
