@@ -308,3 +308,18 @@ def test_one_large_image_at_a_time_and_small_ones_meanwhile(tmp_path, monkeypatc
     finally:
         context._HEAVY.release()
     assert ctx.run_tasks(large, ["text-segmentation"])["text-segmentation"].mask.shape == (400, 300)
+
+
+def test_the_load_benchmark_runs_the_app_with_concurrent_clients():
+    """benchmarks/load_test.py, small: the app as its own process, 3 clients at once calling the
+    four endpoints; every request answers (timings are the benchmark's business, not a verdict)."""
+    import importlib.util
+
+    from _app_support import REPO
+
+    spec = importlib.util.spec_from_file_location("load_test", REPO / "benchmarks" / "load_test.py")
+    load_test = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load_test)
+    (result,) = load_test.run(3, 1, None, EXAMPLES / "receipt.png")
+    assert result["requests"] == 12 and result["errors"] == 0, result.get("first_error")
+    assert result["rss_mib"] > 0 and result["p95_s"] >= result["p50_s"] > 0
