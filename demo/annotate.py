@@ -19,6 +19,7 @@ else's, even knowing its id.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -101,6 +102,12 @@ def browser_secret(workspaces_root: Path) -> str:
 def new_owner_key() -> str:
     """A random key that makes the workspaces of one browser (or user) its own."""
     return secrets.token_hex(16)
+
+
+def user_owner_key(workspaces_root: Path, username: str) -> str:
+    """The owner key of a signed-in Hugging Face user: keyed with the server's secret salt, so it
+    cannot be made up from a user name, and the same in every browser the user signs in from."""
+    return "hf-" + hmac.new(_salt(workspaces_root), b"hf-user\0" + username.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _owner_digest(owner: str) -> str:

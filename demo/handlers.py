@@ -29,7 +29,15 @@ from upocr.tasks import (
 )
 
 from . import core
-from .annotate import ANNOTATION_TASKS, Workspace, ingest_uploads, is_workspace_id, new_owner_key, owns_workspace
+from .annotate import (
+    ANNOTATION_TASKS,
+    Workspace,
+    ingest_uploads,
+    is_workspace_id,
+    new_owner_key,
+    owns_workspace,
+    user_owner_key,
+)
 from .context import NoModelError, StudioContext
 from .core import UserInputError
 
@@ -262,34 +270,37 @@ class AnnotateHandlers:
         return self.editor_update(ws, index), self.status_md(ws, index), state, remember, ident
 
     # ---------------------------------------------------------------- opening
-    @staticmethod
-    def owner_of(remembered) -> str:
-        """This browser's owner key (a new one for a browser that has none yet)."""
+    def owner_of(self, remembered, profile: gr.OAuthProfile | None = None) -> str:
+        """Who owns what this visitor uploads: the signed-in Hugging Face user (on a Space with
+        OAuth; the same workspaces in any browser), else this browser's key (a new one for a
+        browser that has none yet)."""
+        if profile is not None and getattr(profile, "username", None):
+            return user_owner_key(self.ctx.paths.workspaces, profile.username)
         owner = remembered.get("owner") if isinstance(remembered, dict) else None
         return owner if isinstance(owner, str) and len(owner) >= 16 else new_owner_key()
 
-    def upload(self, files, task_label, remembered=None):
+    def upload(self, files, task_label, remembered=None, profile: gr.OAuthProfile | None = None):
         if not files:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        owner = self.owner_of(remembered)
+        owner = self.owner_of(remembered, profile)
         paths_in = [f if isinstance(f, str) else getattr(f, "name", f) for f in files]
         ident, notes = ingest_uploads(paths_in, self.ctx.paths.workspaces, self.ctx.upload_limits, owner=owner)
         if notes:
             gr.Warning(html.escape("Skipped: " + "; ".join(notes[:8]) + (" …" if len(notes) > 8 else "")))
         return self.show({"source": ident, "task": ANNOTATION_TASKS[task_label], "owner": owner}, fresh=True)
 
-    def open_data_dir(self, task_label, remembered=None):
-        return self.show({"source": "data", "task": ANNOTATION_TASKS[task_label], "owner": self.owner_of(remembered)},
-                         fresh=True)
+    def open_data_dir(self, task_label, remembered=None, profile: gr.OAuthProfile | None = None):
+        owner = self.owner_of(remembered, profile)
+        return self.show({"source": "data", "task": ANNOTATION_TASKS[task_label], "owner": owner}, fresh=True)
 
-    def open_workspace(self, ident, task_label, remembered=None):
+    def open_workspace(self, ident, task_label, remembered=None, profile: gr.OAuthProfile | None = None):
         ident = (ident or "").strip()
         if not is_workspace_id(ident):
             raise UserInputError("Paste a workspace id (24 characters, shown after an upload).")
-        return self.show({"source": ident, "task": ANNOTATION_TASKS[task_label], "owner": self.owner_of(remembered)},
-                         fresh=True)
+        owner = self.owner_of(remembered, profile)
+        return self.show({"source": ident, "task": ANNOTATION_TASKS[task_label], "owner": owner}, fresh=True)
 
-    def restore(self, remembered, task_label, state):
+    def restore(self, remembered, task_label, state, profile: gr.OAuthProfile | None = None):
         """On opening the tab: reopen the workspace this browser used last (progress is on disk).
 
         Run when the tab is shown, not on page load: the editor drops a layer it receives while
@@ -302,7 +313,7 @@ class AnnotateHandlers:
             return skip
         if source == "data" and self.ctx.data_path is None:
             return skip
-        owner = remembered.get("owner")
+        owner = self.owner_of(remembered, profile) if profile is not None else remembered.get("owner")
         if source != "data" and not (owns_workspace(self.ctx.paths.workspaces, source, owner)
                                      and (self.ctx.paths.workspaces / source / "images").is_dir()):
             return skip

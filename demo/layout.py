@@ -283,6 +283,8 @@ def annotate_tab(h: AnnotateHandlers, remember: gr.BrowserState, data_path: Path
             files = gr.File(label="Images or a zip of images", file_count="multiple", file_types=["image", ".zip"],
                             elem_id="ann-files", scale=2, height=140)
             with gr.Column(scale=1):
+                if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with hf_oauth: workspaces follow the user
+                    gr.LoginButton(elem_id="ann-login")
                 ws_id = gr.Textbox(label="Workspace id (to reopen an upload)", elem_id="ann-workspace", max_lines=1)
                 open_ws = gr.Button("Open workspace", size="sm", elem_id="ann-open-workspace")
                 open_data = gr.Button(f"Open data folder ({data_path.name})" if data_path else "Open data folder",

@@ -263,3 +263,39 @@ def test_uploads_beyond_the_concurrent_limit_wait_then_get_a_message(tmp_path, m
         slots.release()
     ident, _ = annotate.ingest_uploads([archive], tmp_path / "ws", limits, owner=annotate.new_owner_key())
     assert len(list((tmp_path / "ws" / ident / "images").rglob("*.png"))) == 3
+
+
+def test_a_signed_in_user_owns_their_workspaces_in_any_browser(tmp_path):
+    """With Hugging Face sign-in (a Space with hf_oauth), uploads belong to the user: the same
+    user in another browser reopens them, another user (or a browser key) cannot, and the key
+    cannot be made from the user name without the server's secret."""
+    import gradio as gr
+
+    from demo.annotate import user_owner_key
+    from demo.context import StudioContext
+    from demo.handlers import AnnotateHandlers
+
+    ctx = StudioContext.create(None, studio_dir=tmp_path / "studio", data_dir=None, max_file_bytes=1 << 20,
+                               max_pixels=None, load_error=None)
+    handlers = AnnotateHandlers(ctx)
+    alice = gr.OAuthProfile({"preferred_username": "alice", "name": "Alice", "profile": "", "picture": ""})
+    bob = gr.OAuthProfile({"preferred_username": "bob", "name": "Bob", "profile": "", "picture": ""})
+    browser_one, browser_two = {"owner": "1" * 32}, {"owner": "2" * 32}
+    assert handlers.owner_of(browser_one, alice) == handlers.owner_of(browser_two, alice)
+    assert handlers.owner_of(browser_one, alice) != handlers.owner_of(browser_one, bob)
+    assert handlers.owner_of(browser_one, None) == "1" * 32  # not signed in: the browser's key
+    key = user_owner_key(ctx.paths.workspaces, "alice")
+    assert "alice" not in key and user_owner_key(tmp_path / "other-server", "alice") != key
+
+    archive = _zip_of_images(tmp_path / "pages.zip", 2)
+    state = handlers.upload([str(archive)], "Text segmentation", browser_one, alice)[2]
+    ident = state["source"]
+    # Alice in another browser: the tab reopens her workspace from what that browser remembers.
+    reopened = handlers.restore({"source": ident, "task": "text-segmentation", "owner": "2" * 32},
+                                "Text segmentation", None, alice)
+    assert reopened[2]["source"] == ident
+    # Bob, or the first browser without signing in, cannot open it.
+    for profile, remembered in ((bob, browser_two), (None, browser_one)):
+        skipped = handlers.restore({**remembered, "source": ident, "task": "text-segmentation"},
+                                   "Text segmentation", None, profile)
+        assert all(isinstance(v, dict) and v.get("__type__") == "update" for v in skipped)
