@@ -284,6 +284,6 @@ def test_a_time_budget_stops_a_slow_image_between_windows(micro_model_dir, tmp_p
     folder.mkdir()
     Image.fromarray(rgb).save(folder / "big.png")
     Image.fromarray(rgb[:40, :60]).save(folder / "small.png")  # resize mode: one pass, no windows
-    code = cli_main(["predict", "--model", str(micro_model_dir), "--task", "segmentation", "--mode", "tile",
+    code = cli_main(["predict", "--model", str(micro_model_dir), "--task", "segmentation", "--mode", "auto",
                      "--time-budget", "1e-9", str(folder), "-o", str(tmp_path / "out")])
     assert code == 1 and not (tmp_path / "out" / "big.png").exists() and (tmp_path / "out" / "small.png").is_file()
