@@ -104,12 +104,58 @@ def _parse_size(value: str | int) -> int:
     return int(text)
 
 
+#: The largest request body outside the upload route (JSON: file references, settings, state).
+MAX_REQUEST_BODY = 4 * 1024 * 1024
+
+
+class RequestBodyLimit:
+    """ASGI middleware: a request body larger than its limit is refused with 413 before the
+    app reads it (from its Content-Length), or cut off as soon as the bytes read pass the limit
+    (bodies sent without a length). Uploads may carry up to ``max_upload`` bytes (Gradio checks
+    each file against ``max_file_size`` as it streams); every other route ``max_body``."""
+
+    def __init__(self, app, max_body: int, max_upload: int):
+        self.app, self.max_body, self.max_upload = app, int(max_body), int(max_upload)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_upload if scope["path"].rstrip("/").endswith("/upload") else self.max_body
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _too_large(send, limit)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:  # the app sees the client go away and drops what it read
+                    return {"type": "http.disconnect"}
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+async def _too_large(send, limit: int) -> None:
+    body = f'{{"error": "the request body is larger than {limit} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def launch(demo: gr.Blocks, *, host: str | None = None, port: int | None = None, share: bool = False,
            **kwargs: Any):
-    """Launch with the app's limits: upload size, and files served only from its own folders."""
+    """Launch with the app's limits: upload size, request body size, and files served only from
+    its own folders."""
+    from starlette.middleware import Middleware
+
     config: StudioConfig = demo.studio
+    max_upload = demo.studio_context.upload_limits.max_total_bytes + MAX_REQUEST_BODY
+    body_limit = Middleware(RequestBodyLimit, max_body=MAX_REQUEST_BODY, max_upload=max_upload)
     options = dict(server_name=host, server_port=port, share=share, max_file_size=config.max_file_size,
                    allowed_paths=config.allowed_paths, blocked_paths=config.blocked_paths,
-                   footer_links=["api", "gradio"])
+                   footer_links=["api", "gradio"], app_kwargs={"middleware": [body_limit]})
     options.update(kwargs)
     return demo.launch(**options)

@@ -323,3 +323,29 @@ def test_the_load_benchmark_runs_the_app_with_concurrent_clients():
     (result,) = load_test.run(3, 1, None, EXAMPLES / "receipt.png")
     assert result["requests"] == 12 and result["errors"] == 0, result.get("first_error")
     assert result["rss_mib"] > 0 and result["p95_s"] >= result["p50_s"] > 0
+
+
+def test_request_bodies_are_bounded_at_every_route(app, client):
+    """A body larger than the app's limit is refused with 413, whether it says its length or
+    not, and the app goes on serving."""
+    import httpx
+
+    from demo.ui import MAX_REQUEST_BODY
+
+    url = app["url"] + "gradio_api/queue/join"
+    big = b'{"data": ["' + b"x" * (MAX_REQUEST_BODY + 1024) + b'"], "fn_index": 0, "session_hash": "abc"}'
+    response = httpx.post(url, content=big, headers={"content-type": "application/json"}, timeout=60)
+    assert response.status_code == 413 and "larger than" in response.text
+
+    def chunks():  # no Content-Length: the body is counted as it is read
+        for start in range(0, len(big), 1 << 16):
+            yield big[start : start + (1 << 16)]
+
+    try:
+        streamed = httpx.post(url, content=chunks(), headers={"content-type": "application/json"}, timeout=60)
+        assert streamed.status_code >= 400
+    except httpx.HTTPError:
+        pass  # the server stopped reading: refused as well
+    # the app still serves
+    mask = open_png(client.predict(handle_file(str(EXAMPLES / "receipt.png")), api_name="/segment_text"))
+    assert mask.size[0] > 0
