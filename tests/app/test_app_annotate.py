@@ -90,6 +90,7 @@ def test_review_goes_to_the_least_confident_label_next(tmp_path):
     assert ws.least_confident_unreviewed(0) is None
 
 
+@pytest.mark.reliability
 def test_prelabel_stops_with_a_message_while_upocr_label_runs_on_the_folder(tmp_path):
     import subprocess
     import sys
@@ -173,6 +174,7 @@ def _zip_of_images(path: Path, count: int) -> Path:
     return path
 
 
+@pytest.mark.reliability
 def test_workspaces_are_private_to_their_owner(tmp_path):
     """Two browsers uploading the same files get two workspaces; neither opens the other's."""
     from demo.annotate import ingest_uploads, new_owner_key
@@ -193,6 +195,7 @@ def test_workspaces_are_private_to_their_owner(tmp_path):
             Workspace.for_upload(root, a_id, "text-segmentation", owner=intruder)
 
 
+@pytest.mark.reliability
 def test_the_workspace_salt_is_one_value_under_racing_first_uses(tmp_path):
     """The first uploads to a fresh server race to create the salt that workspace ids hash
     with: every one of them must read the same complete value, or one upload gets an id
@@ -209,6 +212,7 @@ def test_the_workspace_salt_is_one_value_under_racing_first_uses(tmp_path):
         assert [p.name for p in root.iterdir()] == [".salt"]
 
 
+@pytest.mark.reliability
 def test_identical_uploads_at_once_all_see_the_whole_workspace(tmp_path):
     """Racing uploads of one zip by one owner: every upload ends with every image, and no staging
     folder is left behind."""
@@ -228,6 +232,7 @@ def test_identical_uploads_at_once_all_see_the_whole_workspace(tmp_path):
     assert not [p for p in ws_root.iterdir() if p.name.startswith(".incoming")]
 
 
+@pytest.mark.reliability
 def test_an_archive_claiming_too_much_is_refused_before_anything_is_written(tmp_path):
     """A zip bomb (30 entries of 1 MB of zeros, 30 KB compressed) against a 16 MB upload limit:
     refused from the sizes its entries claim, with nothing written."""
@@ -246,6 +251,7 @@ def test_an_archive_claiming_too_much_is_refused_before_anything_is_written(tmp_
     assert list(dest.rglob("*")) == []
 
 
+@pytest.mark.reliability
 def test_uploads_beyond_the_concurrent_limit_wait_then_get_a_message(tmp_path, monkeypatch):
     import threading
 
@@ -265,6 +271,7 @@ def test_uploads_beyond_the_concurrent_limit_wait_then_get_a_message(tmp_path, m
     assert len(list((tmp_path / "ws" / ident / "images").rglob("*.png"))) == 3
 
 
+@pytest.mark.reliability
 def test_a_signed_in_user_owns_their_workspaces_in_any_browser(tmp_path):
     """With Hugging Face sign-in (a Space with hf_oauth), uploads belong to the user: the same
     user in another browser reopens them, another user (or a browser key) cannot, and the key

@@ -119,6 +119,7 @@ def test_truncated_png_gives_a_clear_error(client, tmp_path):
     assert "corrupt" in str(info.value) or "truncated" in str(info.value)
 
 
+@pytest.mark.reliability
 def test_too_many_pixels_gives_a_clear_error(client, tmp_path):
     big = tmp_path / "big.png"
     Image.new("RGB", (500, 500), "white").save(big)  # small file, 250k pixels > limit
@@ -126,6 +127,7 @@ def test_too_many_pixels_gives_a_clear_error(client, tmp_path):
         client.predict(handle_file(str(big)), api_name="/detect_tampering")
 
 
+@pytest.mark.reliability
 def test_oversized_upload_is_refused(app, client, tmp_path):
     import httpx
 
@@ -140,6 +142,7 @@ def test_oversized_upload_is_refused(app, client, tmp_path):
     assert response.status_code == 413
 
 
+@pytest.mark.reliability
 def test_an_image_sent_inline_is_refused_and_every_read_obeys_the_size_limit(app, tmp_path):
     """An image sent inline as a data: URL never reaches a handler (the server refuses it), and
     every image a handler reads, whichever way it came, obeys the file-size limit."""
@@ -164,6 +167,7 @@ def test_an_image_sent_inline_is_refused_and_every_read_obeys_the_size_limit(app
     assert core.read_upload(str(path), max_bytes=1 << 20).shape == (360, 360, 3)
 
 
+@pytest.mark.reliability
 def test_files_outside_the_app_folders_are_not_served(app):
     import httpx
 
@@ -256,6 +260,7 @@ def test_editor_layers_out_of_place_are_refused_never_fitted():
     assert not core.label_from_editor({**value, "layers": [erased]}, "text-segmentation", (40, 60))[:3, :30].any()
 
 
+@pytest.mark.reliability
 def test_zip_upload_is_extracted_safely(tmp_path):
     import stat
     import zipfile
@@ -287,6 +292,7 @@ def test_zip_upload_is_extracted_safely(tmp_path):
     assert ingest_uploads([archive], root, UploadLimits(max_file_bytes=4096), owner="a" * 32)[0] == ident
 
 
+@pytest.mark.reliability
 def test_one_large_image_at_a_time_and_small_ones_meanwhile(tmp_path, monkeypatch):
     """While a large image holds the model, a second large one gets a message at once (it does
     not take the other worker) and small images still run."""
@@ -310,6 +316,7 @@ def test_one_large_image_at_a_time_and_small_ones_meanwhile(tmp_path, monkeypatc
     assert ctx.run_tasks(large, ["text-segmentation"])["text-segmentation"].mask.shape == (400, 300)
 
 
+@pytest.mark.reliability
 def test_the_load_benchmark_runs_the_app_with_concurrent_clients():
     """benchmarks/load_test.py, small: the app as its own process, 3 clients at once calling the
     four endpoints; every request answers (timings are the benchmark's business, not a verdict)."""
@@ -325,6 +332,7 @@ def test_the_load_benchmark_runs_the_app_with_concurrent_clients():
     assert result["rss_mib"] > 0 and result["p95_s"] >= result["p50_s"] > 0
 
 
+@pytest.mark.reliability
 def test_request_bodies_are_bounded_at_every_route(app, client):
     """A body larger than the app's limit is refused with 413, whether it says its length or
     not, and the app goes on serving."""

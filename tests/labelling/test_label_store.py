@@ -252,6 +252,7 @@ def _review_all(output_dir: str, names: list, ready, go) -> None:
         store.mark_reviewed(name, np.ones((8, 8), bool))
 
 
+@pytest.mark.reliability
 def test_a_reviewer_racing_the_batch_labeller_in_another_process_keeps_every_label(tmp_path):
     """The app's reviewer and ``upocr label`` on one folder at once (two processes): every
     label the reviewer accepted stays reviewed with the reviewer's pixels, however the model's

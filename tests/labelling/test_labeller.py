@@ -267,6 +267,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.reliability
 def test_kill_9_then_resume(micro_model_dir, tmp_path, capsys, monkeypatch):
     root = tmp_path / "in"
     names = [f"{'a' if i % 2 else 'b ü'}/img {i:02d}.png" for i in range(24)]
@@ -324,6 +325,7 @@ def test_kill_9_then_resume(micro_model_dir, tmp_path, capsys, monkeypatch):
     assert sorted(im["file_name"] for im in coco["images"]) == sorted(names)
 
 
+@pytest.mark.reliability
 def test_a_second_run_on_the_same_folder_stops_with_a_message(micro_model_dir, tmp_path, capsys):
     """While ``upocr label`` works on a folder, a second run on it stops at once (exit 2, the
     other run named) and writes nothing; once the first has finished, the second one runs."""

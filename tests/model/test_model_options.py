@@ -94,6 +94,7 @@ def test_fine_tuning_with_new_modules_keeps_every_shared_weight():
     ("detail_channels", [8, 16, 32], "detail_channels"),
     ("mlp_ratio", "four", "mlp_ratio"),
 ])
+@pytest.mark.reliability
 def test_absurd_configs_are_refused_before_anything_is_allocated(field, value, message):
     with pytest.raises(ValueError, match=message):
         UPOCR.from_preset("tiny", **{field: value})
@@ -104,6 +105,7 @@ def test_absurd_configs_are_refused_before_anything_is_allocated(field, value, m
     ("no-config", "has no config.json"),
     ("wrong-shape", "does not match its config.json: .* is \\[.*\\] in the file"),
 ])
+@pytest.mark.reliability
 def test_a_broken_model_folder_fails_with_one_line_naming_the_file(tmp_path, damage, message):
     folder = tmp_path / "model"
     _tiny().save_pretrained(folder)

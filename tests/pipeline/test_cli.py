@@ -86,6 +86,7 @@ def test_python_dash_m_and_console_script(micro_model_dir, image_folder, tmp_pat
     assert helptext.returncode == 0 and "predict" in helptext.stdout and "convert" in helptext.stdout
 
 
+@pytest.mark.reliability
 def test_a_file_name_no_output_can_have_is_reported_and_the_rest_is_written(micro_model_dir, tmp_path, capsys):
     """A newline in a file name (legal on Linux) cannot name an output file: that file is
     reported by name, the others are written, and the exit status says something failed."""
@@ -105,6 +106,7 @@ def test_a_file_name_no_output_can_have_is_reported_and_the_rest_is_written(micr
     assert (tmp_path / "lab" / "masks" / "fine.png").is_file() and (tmp_path / "lab" / "coco.json").is_file()
 
 
+@pytest.mark.reliability
 def test_a_name_too_long_for_its_labelme_file_keeps_its_label_and_the_other_exports(micro_model_dir, tmp_path, capsys):
     """A 255-byte file name labels fine but its LabelMe file (".json" is longer than ".png")
     cannot exist: that export is reported, COCO and the other LabelMe files are written, the

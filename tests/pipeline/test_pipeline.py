@@ -265,6 +265,7 @@ def test_a_removal_only_model_gives_its_raw_output_by_default():
     assert np.array_equal(result.image, pipe(image, TEXT_REMOVAL, preserve_background=False).image)
 
 
+@pytest.mark.reliability
 def test_a_time_budget_stops_a_slow_image_between_windows(micro_model_dir, tmp_path):
     """An image that takes longer than its time budget stops with a message (a budget far below
     one window's time always trips; without a budget the same image runs)."""
