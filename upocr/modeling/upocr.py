@@ -161,6 +161,9 @@ class UPOCR(
             return cls.from_official_checkpoint(path, **kwargs)
         if not path.is_dir() and str(pretrained_model_name_or_path).count("/") > 1:
             raise FileNotFoundError(f"model folder not found: {pretrained_model_name_or_path}")
+        if path.is_dir() and not (path / "config.json").is_file():  # said once, here (not also logged)
+            raise FileNotFoundError(f"{path} has no config.json (the model's configuration), so its "
+                                    "weights cannot be read; save models with save_pretrained")
         return super().from_pretrained(pretrained_model_name_or_path, strict=strict, **kwargs)
 
     @classmethod
@@ -170,9 +173,6 @@ class UPOCR(
             weights = Path(model_id) / SAFETENSORS_SINGLE_FILE
             if not weights.is_file():
                 raise FileNotFoundError(f"{model_id} has no {SAFETENSORS_SINGLE_FILE}")
-            if not (Path(model_id) / "config.json").is_file():
-                raise FileNotFoundError(f"{model_id} has no config.json (the model's configuration), so its "
-                                        "weights cannot be read; save models with save_pretrained")
         else:
             weights = hf_hub_download(model_id, SAFETENSORS_SINGLE_FILE, revision=revision, cache_dir=cache_dir,
                                       force_download=force_download, local_files_only=local_files_only, token=token)
