@@ -24,6 +24,8 @@ parser.add_argument("--max-work-pixels", type=int,
 parser.add_argument("--time-budget", type=float,
                     default=float(os.environ.get("UPOCR_TIME_BUDGET", DEFAULT_TIME_BUDGET)),
                     help="seconds one image may take before it is stopped with a message")
+parser.add_argument("--no-mcp", action="store_true",
+                    help="do not serve the four endpoints as MCP tools (served at /gradio_api/mcp/ by default)")
 args, _ = parser.parse_known_args()
 
 pipeline, load_error = load_pipeline(args.model, max_work_pixels=args.max_work_pixels, time_budget=args.time_budget)
@@ -31,4 +33,4 @@ demo = build_demo(pipeline, data_dir=args.data, studio_dir=args.studio_dir, max_
                   load_error=load_error)
 
 if __name__ == "__main__":
-    launch(demo, host=args.host, port=args.port, share=args.share)
+    launch(demo, host=args.host, port=args.port, share=args.share, mcp_server=not args.no_mcp)

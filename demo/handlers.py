@@ -77,12 +77,28 @@ class ApiHandlers:
         self.ctx = ctx
 
     def remove_text(self, image_file):
+        """Remove the text from an image: only the detected text changes, every other pixel stays.
+
+        Args:
+            image_file: the image (PNG, JPEG, WebP, TIFF, BMP...; at most 20 MB and 40 megapixels by default).
+
+        Returns:
+            The text-free image, a PNG of the input's size.
+        """
         ctx = self.ctx
         rgb = ctx.read(image_file)
         result = ctx.run_tasks(rgb, (TEXT_REMOVAL,))[TEXT_REMOVAL]
         return core.save_png(ctx.paths.new_output_dir(), f"{core.output_stem(image_file)}-text-removed.png", result.image)
 
     def segment_text(self, image_file):
+        """Find the text strokes in an image.
+
+        Args:
+            image_file: the image (PNG, JPEG, WebP, TIFF, BMP...; at most 20 MB and 40 megapixels by default).
+
+        Returns:
+            The text mask, a PNG of the input's size: 255 on text, 0 elsewhere.
+        """
         ctx = self.ctx
         rgb = ctx.read(image_file)
         result = ctx.run_tasks(rgb, (TEXT_SEGMENTATION,))[TEXT_SEGMENTATION]
@@ -90,6 +106,15 @@ class ApiHandlers:
                              result.mask_image())
 
     def detect_tampering(self, image_file):
+        """Find text that was edited or pasted into an image (tampered text).
+
+        Args:
+            image_file: the image (PNG, JPEG, WebP, TIFF, BMP...; at most 20 MB and 40 megapixels by default).
+
+        Returns:
+            The label PNG (0 background, 1 real text, 2 tampered text) and an overlay PNG (real text
+            green, tampered text red).
+        """
         ctx = self.ctx
         rgb = ctx.read(image_file)
         result = ctx.run_tasks(rgb, (TAMPERED_TEXT_DETECTION,))[TAMPERED_TEXT_DETECTION]
@@ -97,6 +122,14 @@ class ApiHandlers:
         return labels, overlay
 
     def run_all(self, image_file):
+        """Text removal, text segmentation and tampered text detection in one pass.
+
+        Args:
+            image_file: the image (PNG, JPEG, WebP, TIFF, BMP...; at most 20 MB and 40 megapixels by default).
+
+        Returns:
+            The text-free image, the text mask, the tampering labels and the tampering overlay (PNGs).
+        """
         ctx = self.ctx
         rgb = ctx.read(image_file)
         out = ctx.paths.new_output_dir()

@@ -146,9 +146,10 @@ async def _too_large(send, limit: int) -> None:
 
 
 def launch(demo: gr.Blocks, *, host: str | None = None, port: int | None = None, share: bool = False,
-           **kwargs: Any):
+           mcp_server: bool = True, **kwargs: Any):
     """Launch with the app's limits: upload size, request body size, and files served only from
-    its own folders."""
+    its own folders. ``mcp_server``: the four public endpoints are also MCP tools (at
+    ``/gradio_api/mcp/``), for agents and LLM clients."""
     from starlette.middleware import Middleware
 
     config: StudioConfig = demo.studio
@@ -156,6 +157,6 @@ def launch(demo: gr.Blocks, *, host: str | None = None, port: int | None = None,
     body_limit = Middleware(RequestBodyLimit, max_body=MAX_REQUEST_BODY, max_upload=max_upload)
     options = dict(server_name=host, server_port=port, share=share, max_file_size=config.max_file_size,
                    allowed_paths=config.allowed_paths, blocked_paths=config.blocked_paths,
-                   footer_links=["api", "gradio"], app_kwargs={"middleware": [body_limit]})
+                   footer_links=["api", "gradio"], app_kwargs={"middleware": [body_limit]}, mcp_server=mcp_server)
     options.update(kwargs)
     return demo.launch(**options)

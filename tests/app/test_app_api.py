@@ -357,3 +357,53 @@ def test_request_bodies_are_bounded_at_every_route(app, client):
     # the app still serves
     mask = open_png(client.predict(handle_file(str(EXAMPLES / "receipt.png")), api_name="/segment_text"))
     assert mask.size[0] > 0
+
+
+def test_with_the_zerogpu_package_present_every_endpoint_answers(client):
+    """`spaces` (ZeroGPU) is installed in the test environment: the model calls go through its
+    decorator, which is harmless on a machine without ZeroGPU, and every endpoint answers."""
+    import spaces
+
+    import demo.context as context
+
+    assert context._gpu is spaces.GPU
+    image = handle_file(str(EXAMPLES / "receipt.png"))
+    for endpoint in ("/remove_text", "/segment_text", "/detect_tampering", "/run_all"):
+        outputs = client.predict(image, api_name=endpoint)
+        files = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        assert files and all(open_png(f).size[0] > 0 for f in files if f), endpoint
+
+
+def test_the_endpoints_are_mcp_tools_a_real_client_can_call(app):
+    """The app is an MCP server: a client of the `mcp` package lists the four tools (described,
+    with a described image parameter) and calls text segmentation on an image sent as base64;
+    the mask it gets back is the pipeline's, pixel for pixel."""
+    import asyncio
+    import base64
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    image_path = EXAMPLES / "receipt.png"
+
+    async def session():
+        async with streamablehttp_client(app["url"] + "gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as client:
+                await client.initialize()
+                tools = (await client.list_tools()).tools
+                data = "data:image/png;base64," + base64.b64encode(image_path.read_bytes()).decode()
+                return tools, await client.call_tool("segment_text", {"image_file": data})
+
+    tools, answer = asyncio.run(session())
+    by_name = {tool.name: tool for tool in tools}
+    assert set(by_name) == {"remove_text", "segment_text", "detect_tampering", "run_all"}
+    for tool in tools:
+        parameter = tool.inputSchema["properties"]["image_file"]
+        assert tool.description and parameter["type"] == "string" and "image" in parameter["description"]
+        assert tool.inputSchema["required"] == ["image_file"]
+    assert not answer.isError
+    (image,) = [c for c in answer.content if c.type == "image"]
+    assert image.mimeType == "image/png"
+    mask = np.asarray(open_png(base64.b64decode(image.data)).convert("L")) > 127
+    expected = load_pipeline(app["root"] / "model")(str(image_path), "text-segmentation").mask
+    assert mask.shape == expected.shape and (mask == expected).all()
