@@ -326,9 +326,14 @@ def test_export_zip_contents(tmp_path):
             "masks/a.png", "masks/sub/dir/page 1.png", "masks/ünï/文字 😀.png",
             "labelme/a.json", "labelme/sub/dir/page 1.json", "labelme/ünï/文字 😀.json",
             "images/a.jpg", "images/sub/dir/page 1.png", "images/ünï/文字 😀.JPG",
-            "coco.json", "manifest.json",
+            "coco.json", "manifest.json", "labelstudio/tasks.json", "labelstudio/config.xml",
         }
         assert names == expected
+        tasks = {t["data"]["upocr_file"]: t for t in json.loads(archive.read("labelstudio/tasks.json"))}
+        assert set(tasks) == set(masks)
+        assert tasks["a.jpg"]["data"]["image"] == "/data/local-files/?d=images/a.jpg"
+        assert "annotations" in tasks["a.jpg"] and "predictions" not in tasks["a.jpg"]  # reviewed: a person's
+        assert [p["model_version"] for p in tasks["sub/dir/page 1.png"]["predictions"]] == ["upocr"]
         for rel, mask in masks.items():
             stem = rel.rsplit(".", 1)[0]
             assert archive.read(f"masks/{stem}.png") == store.label_path(rel).read_bytes()

@@ -40,8 +40,13 @@ def register(subparsers) -> None:
     p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of images (a single image file also works)")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="label folder (may lie inside INPUT_DIR; it is not scanned)")
     p.add_argument("--format", default="png,coco",
-                   help="comma-separated outputs: png (the label PNGs, always written), coco, labelme "
-                   "(default: png,coco)")
+                   help="comma-separated outputs: png (the label PNGs, always written), coco, labelme, "
+                   "labelstudio (default: png,coco)")
+    p.add_argument("--ls-document-root", metavar="DIR", default=None,
+                   help="labelstudio: Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: INPUT_DIR's parent)")
+    p.add_argument("--ls-url-prefix", metavar="URL", default=None,
+                   help="labelstudio: image URLs are this prefix + the image's path under INPUT_DIR "
+                   "(instead of Label Studio's local files)")
     p.add_argument("--instances", choices=("words", "lines"), default="words",
                    help="what one COCO annotation or LabelMe polygon is: a word (default) or a line of text")
     add_model_arguments(p)
@@ -51,6 +56,14 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _labelstudio_options(args: argparse.Namespace) -> dict | None:
+    if args.ls_url_prefix is not None:
+        return {"url_prefix": args.ls_url_prefix}
+    if args.ls_document_root is not None:
+        return {"document_root": args.ls_document_root}
+    return None
 
 
 def _error(message: str) -> int:
@@ -81,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
             task=args.task, formats=tuple(args.format.split(",")), threshold=args.threshold, mode=args.mode,
             overwrite_unreviewed=args.overwrite_unreviewed,
             read_workers=args.workers, write_workers=args.workers,
-            progress=not args.no_progress, revision=args.revision, instances=args.instances)
+            progress=not args.no_progress, revision=args.revision, instances=args.instances,
+            labelstudio=_labelstudio_options(args))
     except ValueError as error:
         return _error(str(error))
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
@@ -129,5 +143,7 @@ def run(args: argparse.Namespace) -> int:
         outputs.append(str(exports["coco"]))
     if "labelme" in exports:
         outputs.append(f"{output_dir / 'labelme'} ({exports['labelme']} new)")
+    if "labelstudio" in exports:
+        outputs.append(f"{exports['labelstudio']} ({exports['labelstudio_tasks']} tasks)")
     print("  wrote " + ", ".join(outputs))
     return 0 if total.ok else 1

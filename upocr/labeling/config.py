@@ -38,6 +38,9 @@ class LabelConfig:
     revision: str | None = None
     progress_desc: str | None = None
     instances: str = "words"
+    #: Label Studio image URLs: ``{"document_root": DIR}`` or ``{"url_prefix": URL}`` (see
+    #: :mod:`upocr.labeling.labelstudio`; default: local files under the input folder's parent).
+    labelstudio: dict | None = None
 
     def __post_init__(self) -> None:
         self.task = canonical_task(self.task)

@@ -16,18 +16,23 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..io import atomic_write_json, atomic_writer
+from ..io import atomic_write_json, atomic_write_text, atomic_writer
 from ..paths import normalize_relative_path
+from ..tasks import get_task
 from .formats import CocoBuilder, labelme_document, labelme_image_path
 from .instances import INSTANCE_RULES
+from .labelstudio import image_url as labelstudio_image_url
+from .labelstudio import labeling_config, task_of
 from .store import CLEANED_DIR, DONE, MASKS_DIR, REVIEWED, LabelStore, label_relpath
 
-__all__ = ["COCO_NAME", "EXPORT_FORMATS", "LABELME_DIR", "LabelExport", "export_zip", "write_exports"]
+__all__ = ["COCO_NAME", "EXPORT_FORMATS", "LABELME_DIR", "LABELSTUDIO_DIR", "LabelExport", "export_zip", "write_exports"]
 
-#: Output formats: ``png`` (the label PNGs, always written), ``coco`` and ``labelme`` exports.
-EXPORT_FORMATS: tuple[str, ...] = ("png", "coco", "labelme")
+#: Output formats: ``png`` (the label PNGs, always written), ``coco``, ``labelme`` and
+#: ``labelstudio`` exports.
+EXPORT_FORMATS: tuple[str, ...] = ("png", "coco", "labelme", "labelstudio")
 COCO_NAME = "coco.json"
 LABELME_DIR = "labelme"
+LABELSTUDIO_DIR = "labelstudio"
 
 
 def check_formats(formats: Iterable[str], what: str = "export format") -> tuple[str, ...]:
@@ -53,6 +58,7 @@ class LabelExport:
         self.names = {c.value: c.name for c in store.classes if c.value}
         self.coco = CocoBuilder(store.classes, info=info or {"task": store.task}) if "coco" in self.formats else None
         self.labelme = "labelme" in self.formats
+        self.labelstudio: list[dict] | None = [] if "labelstudio" in self.formats else None
 
     def finished(self) -> Iterator[tuple[str, dict]]:
         """``(relative name, record)`` of every label that is done or reviewed."""
@@ -65,13 +71,23 @@ class LabelExport:
         """Where a label's LabelMe file goes, relative to the export's root."""
         return label_relpath(rel, LABELME_DIR)[: -len(".png")] + ".json"
 
-    def add(self, rel: str, image_ref: str | None, labels: np.ndarray | None = None) -> dict | None:
-        """Add one label to the COCO file; return its LabelMe document (``None`` without LabelMe
-        or when ``image_ref`` is ``None``: that label's LabelMe file is already up to date)."""
+    def add(self, rel: str, image_ref: str | None, labels: np.ndarray | None = None, *,
+            image_url: str | None = None) -> dict | None:
+        """Add one label to the COCO file and the Label Studio tasks (its image at
+        ``image_url``); return its LabelMe document (``None`` without LabelMe or when
+        ``image_ref`` is ``None``: that label's LabelMe file is already up to date)."""
         need_labelme = self.labelme and image_ref is not None
-        if self.coco is None and not need_labelme:
+        if self.coco is None and not need_labelme and self.labelstudio is None:
             return None
         labels = self.store.read_class_map(rel) if labels is None else labels
+        if self.labelstudio is not None:
+            record = self.store.record(rel) or {}
+            self.labelstudio.append(task_of(
+                rel, labels, self.store.classes, image_url or labelstudio_image_url(rel),
+                model_version=record.get("model"), confidence=record.get("confidence"),
+                reviewed=record.get("status") == REVIEWED))
+        if self.coco is None and not need_labelme:
+            return None
         scores = self.scores(rel)
         if self.coco is not None:
             self.coco.add(rel, labels, scores=scores, rule=self.rule)
@@ -79,6 +95,12 @@ class LabelExport:
             return labelme_document(labels, image_ref, labels.shape[0], labels.shape[1], self.names,
                                     rule=self.rule, scores=scores)
         return None
+
+    def labelstudio_files(self) -> dict[str, str]:
+        """``{path in the export: content}`` of the Label Studio tasks and configuration."""
+        colours = get_task(self.store.task).colours
+        return {f"{LABELSTUDIO_DIR}/tasks.json": json.dumps(self.labelstudio or [], ensure_ascii=False),
+                f"{LABELSTUDIO_DIR}/config.xml": labeling_config(self.store.classes, colours)}
 
     def scores(self, rel: str) -> np.ndarray | float | None:
         """Instance scores of a label: 1.0 for a reviewed label (a person checked it), the
@@ -90,10 +112,13 @@ class LabelExport:
 
 
 def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[str],
-                  input_dir: str | os.PathLike | None = None, *, rule: str = "words") -> dict[str, Any]:
+                  input_dir: str | os.PathLike | None = None, *, rule: str = "words",
+                  labelstudio: dict | None = None) -> dict[str, Any]:
     """Write the COCO file (``coco.json``) and the LabelMe files (``labelme/<folders>/<stem>.json``)
     of every finished label (done or reviewed) in ``output_dir``, each atomically, with one
-    annotation or polygon per instance (``rule``: ``words`` or ``lines``, :mod:`.instances`).
+    annotation or polygon per instance (``rule``: ``words`` or ``lines``, :mod:`.instances`),
+    and the Label Studio tasks and configuration (``labelstudio/``; ``labelstudio`` holds
+    ``document_root`` or ``url_prefix`` for the image URLs, see :mod:`.labelstudio`).
 
     LabelMe files newer than their mask are kept as they are, so a resumed run only converts the
     new labels; ``imagePath`` points at the source image under ``input_dir`` (relative to the
@@ -103,7 +128,7 @@ def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[st
     """
     chosen = check_formats(formats)
     out: dict[str, Any] = {}
-    if not set(chosen) & {"coco", "labelme"}:
+    if not set(chosen) & {"coco", "labelme", "labelstudio"}:
         return out
     root = Path(output_dir)
     store = LabelStore(root, task)
@@ -121,7 +146,8 @@ def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[st
         if export.labelme and not _newer(json_path, mask_path):
             image = (Path(input_dir).resolve() / rel_parts) if input_dir is not None else rel_parts.name
             image_ref = labelme_image_path(json_path, image)
-        document = export.add(rel, image_ref)
+        url = labelstudio_image_url(rel, input_dir=input_dir, **(labelstudio or {})) if export.labelstudio is not None else None
+        document = export.add(rel, image_ref, image_url=url)
         if document is not None:
             try:
                 atomic_write_json(json_path, document, indent=2)
@@ -132,6 +158,11 @@ def write_exports(output_dir: str | os.PathLike, task: str, formats: Iterable[st
         out["coco"] = atomic_write_json(root / COCO_NAME, export.coco.to_dict(), indent=None)
     if export.labelme:
         out["labelme"] = written
+    if export.labelstudio is not None:
+        for name, content in export.labelstudio_files().items():
+            atomic_write_text(root / name, content)
+        out["labelstudio"] = root / LABELSTUDIO_DIR
+        out["labelstudio_tasks"] = len(export.labelstudio)
     if failed:
         out["failed"] = failed
     return out
@@ -204,13 +235,16 @@ def export_zip(
                     missing_images.append(rel)
             json_arc = export.labelme_path(rel)
             image_ref = _relative_to(image_arc, str(PurePosixPath(json_arc).parent)) if image_arc else rel_posix.name
-            document = export.add(rel, image_ref)
+            document = export.add(rel, image_ref, image_url=labelstudio_image_url(image_arc or rel_posix.as_posix()))
             if document is not None:
                 archive.writestr(json_arc, json.dumps(document, ensure_ascii=False, indent=2))
             entry["exported"] = True
             exported += 1
         if export.coco is not None:
             archive.writestr("coco.json", json.dumps(export.coco.to_dict(), ensure_ascii=False))
+        if export.labelstudio is not None:
+            for name, content in export.labelstudio_files().items():
+                archive.writestr(name, content)
         counts = store.counts()
         counts["exported"] = exported
         manifest = {

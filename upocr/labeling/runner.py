@@ -459,13 +459,14 @@ def label_images(predict: Callable[[np.ndarray], Any], items: Sequence[tuple[Pat
 
 
 def finish_output(output_dir: str | os.PathLike, task: str, formats: Iterable[str],
-                  input_dir: str | os.PathLike | None = None, *, rule: str = "words") -> dict[str, Any]:
+                  input_dir: str | os.PathLike | None = None, *, rule: str = "words",
+                  labelstudio: dict | None = None) -> dict[str, Any]:
     """After every process of a run has finished: fold any per-process manifests into
     ``manifest.jsonl`` and write the exports."""
     root = Path(output_dir)
     if any(root.glob("manifest.rank*.jsonl")):
         merge_manifests(root)
-    return write_exports(root, task, formats, input_dir, rule=rule)
+    return write_exports(root, task, formats, input_dir, rule=rule, labelstudio=labelstudio)
 
 
 def label_folder(pipe: Any, input_dir: str | os.PathLike, output_dir: str | os.PathLike, config: LabelConfig, *,
@@ -516,7 +517,7 @@ def _label_folder_locked(pipe: Any, input_dir: str | os.PathLike, output_dir: st
         if group.is_main:
             source = Path(input_dir)
             total.exports = finish_output(output_dir, config.task, config.formats, source if source.is_dir() else None,
-                                          rule=config.instances)
+                                          rule=config.instances, labelstudio=config.labelstudio)
             for rel, reason in total.exports.get("failed", []):
                 report(f"failed: {rel}: {reason}")
                 total.export_failures.append((rel, reason))

@@ -1,0 +1,87 @@
+"""``upocr label --format labelstudio`` against a real Label Studio server (see conftest.py):
+the project is created and the tasks imported through the Label Studio SDK, and the
+pre-annotations Label Studio gives back decode to exactly the PNG masks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _app_support import EXAMPLES
+from upocr.cli import main as cli_main
+
+pytestmark = pytest.mark.slow
+
+
+def _decode(result: dict) -> np.ndarray:
+    """What Label Studio holds for a brush region, as a boolean mask (the SDK's own decoder)."""
+    from label_studio_sdk.converter.brush import decode_rle
+
+    height, width = result["original_height"], result["original_width"]
+    return decode_rle(result["value"]["rle"]).reshape(height, width, 4)[:, :, 3] > 0
+
+
+@pytest.mark.parametrize("task", ["segmentation", "tampering"])
+def test_label_studio_imports_the_pre_annotations_as_the_png_masks(label_studio, micro_model_dir, tmp_path, task):
+    from label_studio_sdk import LabelStudio
+
+    folder = label_studio["document_root"] / f"pages-{task}"
+    (folder / "scans").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "receipt.png", folder / "receipt.png")
+    shutil.copy(EXAMPLES / "document.png", folder / "scans" / "page 1.png")
+    out = tmp_path / "labels"
+    assert cli_main(["label", "--model", str(micro_model_dir), "--task", task, "--threshold", "0.1",
+                     "--format", "png,labelstudio", "--ls-document-root", str(label_studio["document_root"]),
+                     "--no-progress", str(folder), str(out)]) == 0
+    tasks = json.loads((out / "labelstudio" / "tasks.json").read_text())
+    config = (out / "labelstudio" / "config.xml").read_text()
+
+    client = LabelStudio(base_url=label_studio["url"], api_key=label_studio["token"])
+    project = client.projects.create(title=f"UPOCR {task}", label_config=config)
+    # Label Studio serves local files that lie under a local storage of the project (not synced:
+    # the tasks come from the import)
+    client.import_storage.local.create(project=project.id, path=str(folder), title="images")
+    client.projects.import_tasks(id=project.id, request=tasks)
+    imported = list(client.tasks.list(project=project.id, fields="all"))
+    assert len(imported) == 2
+
+    from upocr.labeling import LabelStore
+
+    store = LabelStore(out, task)
+    names = {c.name: c.value for c in store.classes if c.value}
+    regions = 0
+    for item in imported:
+        rel = item.data["upocr_file"]
+        labels = store.read_class_map(rel)
+        # the image URL is served by Label Studio (local files) and is the source image
+        image = label_studio["session"].get(label_studio["url"] + item.data["image"], timeout=60)
+        assert image.status_code == 200 and image.content == (folder / rel).read_bytes()
+        (prediction,) = item.predictions
+        prediction = prediction if isinstance(prediction, dict) else prediction.dict()
+        assert prediction["model_version"] == str(micro_model_dir)
+        seen = set()
+        for result in prediction["result"]:
+            (name,) = result["value"]["brushlabels"]
+            assert (_decode(result) == (labels == names[name])).all(), f"{rel}: {name} differs from the PNG"
+            seen.add(names[name])
+            regions += 1
+        assert seen == {int(v) for v in np.unique(labels) if v}  # every class present, none extra
+    assert regions >= 2
+
+
+def test_the_labelling_config_is_valid_for_label_studio(label_studio):
+    from label_studio_sdk import LabelStudio
+
+    from upocr.labeling.labelstudio import labeling_config
+    from upocr.tasks import get_task
+
+    client = LabelStudio(base_url=label_studio["url"], api_key=label_studio["token"])
+    for name in ("text-segmentation", "tampered-text-detection"):
+        task = get_task(name)
+        project = client.projects.create(title=name, label_config=labeling_config(task.classes, task.colours))
+        assert project.id and all(c.name in project.label_config for c in task.classes if c.value)
+    Image.new("RGB", (4, 4)).save(label_studio["document_root"] / "unused.png")  # the folder is writable
