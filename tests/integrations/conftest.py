@@ -44,7 +44,8 @@ def label_studio(tmp_path_factory):
     env = dict(os.environ, LABEL_STUDIO_USERNAME=EMAIL, LABEL_STUDIO_PASSWORD=PASSWORD,
                LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
                LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(document_root), LABEL_STUDIO_BASE_DATA_DIR=str(data),
-               LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true", SENTRY_DSN="", FRONTEND_SENTRY_DSN="")
+               LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true", SENTRY_DSN="", FRONTEND_SENTRY_DSN="",
+               ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false")  # the ML backend of the tests is on 127.0.0.1
     log = open(data / "server.log", "wb")
     server = subprocess.Popen([str(venv / "bin" / "label-studio"), "start", "--no-browser", "--port", str(port),
                                "--data-dir", str(data)], env=env, stdout=log, stderr=subprocess.STDOUT)

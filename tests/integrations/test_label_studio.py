@@ -85,3 +85,73 @@ def test_the_labelling_config_is_valid_for_label_studio(label_studio):
         project = client.projects.create(title=name, label_config=labeling_config(task.classes, task.colours))
         assert project.id and all(c.name in project.label_config for c in task.classes if c.value)
     Image.new("RGB", (4, 4)).save(label_studio["document_root"] / "unused.png")  # the folder is writable
+
+
+def test_label_studio_fetches_predictions_from_the_ml_backend(label_studio, micro_model_dir, tmp_path):
+    """`upocr serve label-studio` connected to a project: Label Studio asks it for the
+    predictions of a new task and stores a brush mask that is the pipeline's own; an image that
+    cannot be read is answered with an error naming it."""
+    import subprocess
+    import sys
+    import time
+
+    import requests
+    from label_studio_sdk import LabelStudio
+
+    from _app_support import free_port
+    from upocr.labeling.labelstudio import labeling_config
+    from upocr.pipeline import UPOCRPipeline
+    from upocr.tasks import TEXT_SEGMENTATION, get_task
+
+    folder = label_studio["document_root"] / "backend"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "receipt.png", folder / "receipt.png")
+    (folder / "notes.png").write_text("not an image")
+    port = free_port()
+    backend_url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "upocr", "serve", "label-studio", "--model", str(micro_model_dir),
+                               "--port", str(port), "--threshold", "0.1", "--label-studio-url", label_studio["url"],
+                               "--label-studio-token", label_studio["token"]],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read().decode(errors="replace")
+            try:
+                if requests.get(backend_url + "/health", timeout=5).json()["status"] == "UP":
+                    break
+            except (requests.RequestException, ValueError):
+                pass
+            assert time.monotonic() < deadline, "the backend did not start"
+            time.sleep(0.5)
+
+        spec = get_task(TEXT_SEGMENTATION)
+        client = LabelStudio(base_url=label_studio["url"], api_key=label_studio["token"])
+        project = client.projects.create(title="UPOCR backend", label_config=labeling_config(spec.classes, spec.colours))
+        client.import_storage.local.create(project=project.id, path=str(folder), title="images")
+        rel = f"{folder.name}/receipt.png"
+        client.projects.import_tasks(id=project.id, request=[{"data": {"image": f"/data/local-files/?d={rel}"}}])
+        client.ml.create(project=project.id, url=backend_url, title="UPOCR", is_interactive=False)
+        client.actions.create(id="retrieve_tasks_predictions", project=project.id, selected_items={"all": True, "excluded": []})
+        deadline = time.monotonic() + 120
+        while True:
+            (item,) = list(client.tasks.list(project=project.id, fields="all"))
+            if item.predictions:
+                break
+            assert time.monotonic() < deadline, "Label Studio got no prediction from the backend"
+            time.sleep(1)
+        prediction = item.predictions[0]
+        prediction = prediction if isinstance(prediction, dict) else prediction.dict()
+        (region,) = prediction["result"]
+        assert region["value"]["brushlabels"] == ["text"] and region["from_name"] == "label"
+        pipeline = UPOCRPipeline.from_pretrained(str(micro_model_dir))
+        expected = pipeline(str(folder / "receipt.png"), TEXT_SEGMENTATION, threshold=0.1).mask
+        assert (_decode(region) == expected).all()
+
+        bad = requests.post(backend_url + "/predict", json={
+            "tasks": [{"id": 7, "data": {"image": f"/data/local-files/?d={folder.name}/notes.png"}}],
+            "label_config": labeling_config(spec.classes)}, timeout=60)
+        assert bad.status_code == 422 and "notes.png" in bad.json()["error"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
