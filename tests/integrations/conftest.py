@@ -33,7 +33,7 @@ def _label_studio_venv() -> Path:
 
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory):
-    """``{"url", "token", "session", "document_root"}`` of a fresh Label Studio server: ``token``
+    """``{"url", "token", "session", "document_root", "email", "password"}`` of a fresh Label Studio server: ``token``
     is a personal access token for the SDK, ``session`` a logged-in ``requests`` session, and
     files under ``document_root`` are served as local files."""
     venv = _label_studio_venv()
@@ -70,7 +70,7 @@ def label_studio(tmp_path_factory):
                                                            "Referer": url}, timeout=30)
         assert token.status_code == 201, token.text[:500]
         yield {"url": url, "token": token.json()["token"], "session": session, "document_root": document_root,
-               "data": data}
+               "data": data, "email": EMAIL, "password": PASSWORD}
     finally:
         server.terminate()
         try:

@@ -148,6 +148,18 @@ def test_label_studio_fetches_predictions_from_the_ml_backend(label_studio, micr
         expected = pipeline(str(folder / "receipt.png"), TEXT_SEGMENTATION, threshold=0.1).mask
         assert (_decode(region) == expected).all()
 
+        # several requests at once: each answered, all the same (one model, taking turns)
+        from concurrent.futures import ThreadPoolExecutor
+
+        request = {"tasks": [{"id": 1, "data": {"image": f"/data/local-files/?d={rel}"}}],
+                   "label_config": labeling_config(spec.classes)}
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: requests.post(backend_url + "/predict", json=request, timeout=120),
+                                    range(4)))
+        assert all(a.status_code == 200 for a in answers)
+        rles = [a.json()["results"][0]["result"][0]["value"]["rle"] for a in answers]
+        assert all(r == rles[0] for r in rles) and (_decode(answers[0].json()["results"][0]["result"][0]) == expected).all()
+
         bad = requests.post(backend_url + "/predict", json={
             "tasks": [{"id": 7, "data": {"image": f"/data/local-files/?d={folder.name}/notes.png"}}],
             "label_config": labeling_config(spec.classes)}, timeout=60)
@@ -155,3 +167,53 @@ def test_label_studio_fetches_predictions_from_the_ml_backend(label_studio, micr
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_labelling_page_shows_the_brush_pre_annotation(label_studio, tmp_path):
+    """Open the imported task in Label Studio's labelling page (headless Chromium): the
+    prediction is loaded as a brush region with its score; the screenshot is kept as
+    test-artifacts/label-studio-pre-annotation.png."""
+    import os
+    import time
+    from pathlib import Path
+
+    from label_studio_sdk import LabelStudio
+    from playwright.sync_api import sync_playwright
+
+    from _app_support import ARTIFACTS
+
+    folder = label_studio["document_root"] / "page-shot"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "receipt.png", folder / "receipt.png")
+    out = tmp_path / "labels"
+    # the bundled default weights, so that the screenshot shows a real pre-annotation
+    assert cli_main(["label", "--task", "segmentation", "--format", "png,labelstudio",
+                     "--ls-document-root", str(label_studio["document_root"]), "--no-progress", str(folder),
+                     str(out)]) == 0
+    (task,) = json.loads((out / "labelstudio" / "tasks.json").read_text())
+    client = LabelStudio(base_url=label_studio["url"], api_key=label_studio["token"])
+    project = client.projects.create(title="UPOCR page", label_config=(out / "labelstudio" / "config.xml").read_text())
+    client.import_storage.local.create(project=project.id, path=str(folder), title="images")
+    client.projects.import_tasks(id=project.id, request=[task])
+    (item,) = list(client.tasks.list(project=project.id))
+
+    chromium = os.environ.get("UPOCR_CHROMIUM", "/usr/bin/chromium")
+    assert Path(chromium).exists(), f"no chromium at {chromium}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(label_studio["url"] + "/user/login/")
+            page.fill("input[name=email]", label_studio["email"])
+            page.fill("input[name=password]", label_studio["password"])
+            page.click("button[type=submit]")
+            page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+            page.goto(f"{label_studio['url']}/projects/{project.id}/data?task={item.id}")
+            score = f"{task['predictions'][0]['score']:.2f}"
+            page.get_by_text("Regions").first.wait_for(timeout=120_000)
+            page.get_by_text(score, exact=True).first.wait_for(timeout=120_000)  # the region's score
+            time.sleep(2)  # the brush layer is drawn on a canvas after the region list
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "label-studio-pre-annotation.png"))
+        finally:
+            browser.close()
