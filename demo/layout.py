@@ -306,7 +306,7 @@ def annotate_tab(h: AnnotateHandlers, remember: gr.BrowserState, data_path: Path
             overwrite = gr.Checkbox(label="Replace reviewed labels", value=False, elem_id="ann-overwrite")
         with gr.Row():
             include_images = gr.Checkbox(label="Include the images in the zip", value=False)
-            export = gr.Button("Export zip (PNG masks, COCO RLE, LabelMe, manifest)", elem_id="ann-export")
+            export = gr.Button("Export zip (PNG masks, COCO, LabelMe, Label Studio, manifest)", elem_id="ann-export")
             zip_file = gr.File(label="Labels zip", elem_id="ann-zip", interactive=False)
 
         view = [editor, status, state, remember, ws_id]
