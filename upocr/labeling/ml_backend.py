@@ -122,7 +122,7 @@ class LabelStudioBackend:
             raise BackendError(400, f"this model has no {name} output")
         spec = get_task(name)
         classes = [c for c in spec.classes if c.value]
-        if name == TEXT_SEGMENTATION and values:  # the regions carry the project's own name for text
+        if len(classes) == 1 and values:  # one text class: the regions carry the project's own name for it
             classes = [replace(classes[0], name=values[0])]
         results = []
         for task in tasks:
