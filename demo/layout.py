@@ -336,13 +336,16 @@ def public_api(api: ApiHandlers) -> None:
         labels = gr.File(label="tamper_labels")
         overlay = gr.File(label="tamper_overlay")
         trigger = gr.Button("api")
-    trigger.click(guard(api.remove_text), [image], [removed], api_name="remove_text",
+    # The API serves two requests at once (the interactive tabs one at a time: their events must
+    # reach the editor in order); one large image at a time either way (demo.context).
+    api_queue = dict(concurrency_limit=2, concurrency_id="public-api")
+    trigger.click(guard(api.remove_text), [image], [removed], api_name="remove_text", **api_queue,
                   api_description="Text removal: an image file in, the text-free RGB PNG out (only the detected "
                                   "text changes).")
-    trigger.click(guard(api.segment_text), [image], [mask], api_name="segment_text",
+    trigger.click(guard(api.segment_text), [image], [mask], api_name="segment_text", **api_queue,
                   api_description="Text segmentation: an image file in, the text mask PNG (0/255) out.")
-    trigger.click(guard(api.detect_tampering), [image], [labels, overlay], api_name="detect_tampering",
+    trigger.click(guard(api.detect_tampering), [image], [labels, overlay], api_name="detect_tampering", **api_queue,
                   api_description="Tampered text detection: the label PNG (0 background, 1 real text, "
                                   "2 tampered text) and a coloured overlay PNG.")
-    trigger.click(guard(api.run_all), [image], [removed, mask, labels, overlay], api_name="run_all",
+    trigger.click(guard(api.run_all), [image], [removed, mask, labels, overlay], api_name="run_all", **api_queue,
                   api_description="All three tasks with one encoder pass.")

@@ -43,7 +43,7 @@ def build_demo(
     max_pixels: int = core.DEFAULT_MAX_PIXELS,
     load_error: str | None = None,
     queue_size: int = 32,
-    concurrency: int = 2,
+    concurrency: int = 1,
 ) -> gr.Blocks:
     """Build the app around a loaded :class:`upocr.pipeline.UPOCRPipeline` (``None``: no model;
     the app still starts, shows why, and every run answers with that message).
