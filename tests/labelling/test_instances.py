@@ -15,7 +15,6 @@ from upocr.labeling import (
     HOLE_LABEL,
     LabelConfig,
     LabelStore,
-    coco_rle_to_mask,
     find_instances,
     instance_outline,
     label_images,
@@ -168,4 +167,3 @@ def test_tampering_proposal_scores_and_confidence():
     assert proposal.confidence() == pytest.approx(50 * 0.8 / 90)
     instances = find_instances(proposal.label)
     assert {i.value for i in instances} == {1}
-    assert coco_rle_to_mask  # the module's decoder is the one the exports are checked with

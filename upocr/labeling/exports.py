@@ -20,7 +20,7 @@ from ..io import atomic_write_json, atomic_write_text, atomic_writer
 from ..paths import normalize_relative_path
 from ..tasks import get_task
 from .formats import CocoBuilder, labelme_document, labelme_image_path
-from .instances import INSTANCE_RULES
+from .instances import INSTANCE_RULES, find_instances
 from .labelstudio import image_url as labelstudio_image_url
 from .labelstudio import labeling_config, task_of
 from .store import CLEANED_DIR, DONE, MASKS_DIR, REVIEWED, LabelStore, label_relpath
@@ -89,11 +89,12 @@ class LabelExport:
         if self.coco is None and not need_labelme:
             return None
         scores = self.scores(rel)
+        instances = find_instances(labels, self.rule)  # once for both formats
         if self.coco is not None:
-            self.coco.add(rel, labels, scores=scores, rule=self.rule)
+            self.coco.add(rel, labels, scores=scores, instances=instances)
         if need_labelme:
             return labelme_document(labels, image_ref, labels.shape[0], labels.shape[1], self.names,
-                                    rule=self.rule, scores=scores)
+                                    scores=scores, instances=instances)
         return None
 
     def labelstudio_files(self) -> dict[str, str]:

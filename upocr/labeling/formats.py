@@ -304,7 +304,7 @@ class CocoBuilder:
         self.annotations: list[dict] = []
 
     def add(self, file_name: str, labels: np.ndarray, *, scores: np.ndarray | float | None = None,
-            rule: str = "words") -> int:
+            rule: str = "words", instances: list | None = None) -> int:
         """Add one image with its label map (class values = category ids); returns its id.
 
         Each instance (a word or line, :mod:`.instances`) of each category becomes one
@@ -318,7 +318,7 @@ class CocoBuilder:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": str(file_name), "width": int(width), "height": int(height)})
         known = {category["id"] for category in self.categories}
-        for instance in find_instances(label_map, rule):
+        for instance in find_instances(label_map, rule) if instances is None else instances:
             if instance.value not in known:
                 continue
             annotation = {
@@ -422,6 +422,7 @@ def labelme_document(
     rule: str = "words",
     scores: np.ndarray | float | None = None,
     max_points: int = 64,
+    instances: list | None = None,
 ) -> dict:
     """The LabelMe JSON content for a mask or label map.
 
@@ -431,6 +432,7 @@ def labelme_document(
     description holds the instance's score when ``scores`` is given. ``shapes="exact"``: the
     pixel-exact polygons of :func:`mask_to_polygons` (``tolerance`` simplifies them), which
     rasterise back to the mask; for tools that need the exact pixels rather than editable shapes.
+    ``instances``: those of ``labels`` already found with ``rule`` (they are not searched again).
     """
     labels = _as_label_map(mask_or_labels)
     if labels.shape != (int(height), int(width)):
@@ -446,7 +448,7 @@ def labelme_document(
             label = HOLE_LABEL if polygon.hole else names.get(polygon.value, f"class {polygon.value}")
             out.append(_shape(label, polygon.points, polygon.group, "hole" if polygon.hole else ""))
     else:
-        for group, instance in enumerate(find_instances(labels, rule)):
+        for group, instance in enumerate(find_instances(labels, rule) if instances is None else instances):
             outline, holes = instance_outline(instance, max_points=max_points)
             description = ""
             if scores is not None:
