@@ -43,3 +43,12 @@ def test_every_task_answers_the_whole_interface():
         for method in ("decode", "label_of", "decode_label", "training_pair", "ground_truth", "prediction",
                        "scored", "metrics", "score", "loss", "synthetic_pair"):
             assert getattr(type(task), method) is not getattr(Task, method), (name, method)
+
+
+def test_no_source_file_or_function_outgrows_the_size_rules(metrics):
+    found = metrics.modules()
+    assert len(found) > 50  # the walk sees the package and the app
+    files = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in found.items()}
+    assert max(files.values()) <= 600, max(files.items(), key=lambda kv: kv[1])
+    assert metrics.long_functions(found, 80) == []
+    assert metrics.long_functions(found, 60)  # the measure does find long functions

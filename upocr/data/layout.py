@@ -291,17 +291,23 @@ def _heading(rng: np.random.Generator, put, fonts: Sequence[FontSpec], size: int
     return y, words
 
 
+def _document_font(rng: np.random.Generator, fonts: list[FontSpec], monospace: bool) -> FontSpec:
+    """The body font of a page; receipts mostly take a monospaced one when there is one."""
+    font = fonts[int(rng.integers(len(fonts)))]
+    if monospace:
+        monos = [f for f in fonts if "mono" in f.name.lower() or f.name.startswith("cmtt")]
+        if monos and rng.random() < 0.7:
+            font = monos[int(rng.integers(len(monos)))]
+    return font
+
+
 def layout_document(rng: np.random.Generator, scene: Scene, max_words: int = 260) -> None:
     """Paragraphs of small text on a page (rules and text area from the background)."""
     h, w = scene.shape
     bg = scene.background
     x0, y0, x1, y1 = bg.text_area or (int(0.06 * w), int(0.06 * h), int(0.94 * w), int(0.94 * h))
     fonts = scene.fonts
-    font = fonts[int(rng.integers(len(fonts)))]
-    if bg.name == "receipt":
-        monos = [f for f in fonts if "mono" in f.name.lower() or f.name.startswith("cmtt")]
-        if monos and rng.random() < 0.7:
-            font = monos[int(rng.integers(len(monos)))]
+    font = _document_font(rng, fonts, monospace=bg.name == "receipt")
     size = int(rng.uniform(MIN_TEXT_PX, max(MIN_TEXT_PX + 1, min(0.045 * min(h, w), 26))))
     pitch = bg.line_pitch
     rules = list(bg.rules)
