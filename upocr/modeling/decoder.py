@@ -33,9 +33,12 @@ class SkipBranch(EvalCache, nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training or torch.is_grad_enabled():
             return super().forward(x)
-        if self._folded is None:
-            self._folded = self._fold()
-        w_a, b_a, tap_bias, w_b, b_b = self._folded
+        folded = self._folded
+        if folded is None:
+            folded = self._fold()
+            if not torch.compiler.is_exporting():  # never keep traced values on the module
+                self._folded = folded
+        w_a, b_a, tap_bias, w_b, b_b = folded
         y = F.conv2d(x, w_a, b_a, padding=1)
         self._border_fix(y, tap_bias)
         return F.conv2d(y, w_b, b_b, padding=1)

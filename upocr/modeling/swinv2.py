@@ -54,14 +54,17 @@ def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
 
 
 def shift_window_mask(height: int, width: int, window_size: int, shift: int, device) -> torch.Tensor:
-    """Additive mask ``(nW, w*w, w*w)`` for shifted windows on a padded ``height x width`` map."""
-    region = torch.zeros((1, height, width, 1), device=device)
-    bounds = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
-    label = 0
-    for hs in bounds:
-        for ws in bounds:
-            region[:, hs, ws, :] = label
-            label += 1
+    """Additive mask ``(nW, w*w, w*w)`` for shifted windows on a padded ``height x width`` map.
+
+    Each row (column) is in band 0, 1 or 2: before the last window, in it before the shift, or
+    in the shift; tokens of one window attend only to tokens of the same (row band, column band)
+    region. Built from comparisons only, so it also traces with symbolic sizes (ONNX export)."""
+
+    def bands(n: int) -> torch.Tensor:
+        i = torch.arange(n, device=device)
+        return (i >= n - window_size).float() + (i >= n - shift).float()
+
+    region = (bands(height)[:, None] * 3 + bands(width)[None, :]).view(1, height, width, 1)
     windows = window_partition(region, window_size).squeeze(-1)
     diff = windows.unsqueeze(1) - windows.unsqueeze(2)
     return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
@@ -144,7 +147,7 @@ class WindowAttention(EvalCache, nn.Module):
         """``(heads, N, N)`` bias ``16 * sigmoid(cpb)`` in the weights' precision, also inside
         autocast (a small MLP; its cached value serves float32 and bfloat16 passes alike); cached
         in eval mode (weights fixed)."""
-        use_cache = not self.training and not torch.is_grad_enabled()
+        use_cache = not self.training and not torch.is_grad_enabled() and not torch.compiler.is_exporting()
         if use_cache and self._bias_cache is not None:
             return self._bias_cache
         n = self.window_size * self.window_size
@@ -167,7 +170,8 @@ class WindowAttention(EvalCache, nn.Module):
 
         In eval mode without gradients it is cached under ``key`` (the padded map size) and the
         dtype, so a bfloat16 pass does not convert it again in every block."""
-        use_cache = not self.training and not torch.is_grad_enabled() and (shift_mask is None or key is not None)
+        use_cache = (not self.training and not torch.is_grad_enabled() and (shift_mask is None or key is not None)
+                     and not torch.compiler.is_exporting())
         key = (key, shift_mask is None, self.relative_coords_table.device, dtype)
         if use_cache and key in self._mask_cache:
             return self._mask_cache[key]
@@ -190,7 +194,7 @@ class WindowAttention(EvalCache, nn.Module):
         q, k = self._scaled_unit_qk(qkv)
         v = qkv[:, :, 2].transpose(1, 2)
         attn_mask = self.attention_mask(mask, mask_key, q.dtype)
-        if explicit_attention_is_faster(q):
+        if explicit_attention_is_faster(q) or torch.compiler.is_exporting():  # one graph for every window size
             out = explicit_attention(q, k, v, attn_mask)
         else:
             if attn_mask.shape[0] not in (1, bw):  # one copy of the window masks per image of the batch
@@ -237,7 +241,10 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_m
     is broadcast over the images of the batch instead of repeated."""
     heads, n = q.shape[1:3]
     attn = torch.matmul(q, k.transpose(-2, -1))
-    attn.view(-1, attn_mask.shape[0], heads, n, n).add_(attn_mask)
+    if torch.compiler.is_exporting():  # out of place: runtimes reuse buffers by shape
+        attn = (attn.view(-1, attn_mask.shape[0], heads, n, n) + attn_mask).view(-1, heads, n, n)
+    else:
+        attn.view(-1, attn_mask.shape[0], heads, n, n).add_(attn_mask)
     return torch.matmul(attn.softmax(-1), v)
 
 
@@ -265,6 +272,24 @@ class SwinV2Block(nn.Module):
         shifted = bool(self.shift)
         y = self.attn(windows, mask if shifted else None, layout.padded_size if shifted else None)
         y = y.view(b, -1, c).index_select(1, layout.scatter)
+        x = x + self.drop_path(self.norm1(y))
+        return x + self.drop_path(self.norm2(self.mlp(x)))
+
+    def forward_traceable(self, x: torch.Tensor, size: tuple, mask: torch.Tensor | None) -> torch.Tensor:
+        """The same computation as :meth:`forward` written with pad, roll and reshape on the map
+        size (which may be symbolic while exporting) instead of cached index layouts."""
+        h, w = size
+        b, _, c = x.shape
+        ws = self.window_size
+        hp, wp = (h + ws - 1) // ws * ws, (w + ws - 1) // ws * ws
+        grid = F.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h))
+        if self.shift:
+            grid = torch.roll(grid, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = self.attn(window_partition(grid, ws), mask if self.shift else None)
+        y = y.view(b, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        y = y[:, :h, :w].reshape(b, h * w, c)
         x = x + self.drop_path(self.norm1(y))
         return x + self.drop_path(self.norm2(self.mlp(x)))
 
@@ -302,6 +327,13 @@ class SwinV2Stage(nn.Module):
         return cached
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if torch.compiler.is_exporting():  # sizes may be symbolic: no per-size caches
+            ws = self.window_size
+            hp, wp = (size[0] + ws - 1) // ws * ws, (size[1] + ws - 1) // ws * ws
+            mask = shift_window_mask(hp, wp, ws, self.shift, x.device) if len(self.blocks) > 1 else None
+            for block in self.blocks:
+                x = block.forward_traceable(x, size, mask)
+            return x
         plain, shifted, mask = self.windows(size, x.device)
         for block in self.blocks:
             x = block(x, shifted if block.shift else plain, mask)
