@@ -26,7 +26,9 @@ def load_pipeline(model: str | None = None, **kwargs):
     try:
         kwargs.setdefault("max_work_pixels", DEFAULT_MAX_WORK_PIXELS)
         kwargs.setdefault("time_budget", DEFAULT_TIME_BUDGET)
-        return UPOCRPipeline.from_pretrained(model, **kwargs), None
+        pipeline = UPOCRPipeline.from_pretrained(model, **kwargs)
+        pipeline.prepare_engine(background=True)  # requests run in float32 until the engine is chosen
+        return pipeline, None
     except NoDefaultWeightsError:
         return None, None  # the app's banner explains it
     except Exception as exc:  # noqa: BLE001 - reported in the banner and the log

@@ -5,12 +5,17 @@ Helpers that test modules import live in ``helpers.py`` (``from helpers import .
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import make_micro_model
+
+# Tests compare outputs with float32 references: they run the fp32 engine unless a test asks for
+# another (the engine tests do), and calibrations go to a folder of the test run, not the user's cache.
+os.environ.setdefault("UPOCR_ENGINE", "fp32")
 
 
 @pytest.fixture(scope="session")

@@ -89,12 +89,16 @@ class UPOCRPipeline:
             image can hold the model for minutes.
         time_budget: seconds one image may take in tile mode (``None``: no limit); a slower one
             stops with :class:`WorkBudgetError` (see :meth:`time_limit`).
+        engine: who runs the network (:mod:`upocr.engines`): ``"fp32"``, ``"bf16"``, ``"int8"``,
+            ``"onnxruntime"`` or ``"auto"`` (default, or ``$UPOCR_ENGINE``: the fastest engine that
+            agrees with fp32 on this host, from a calibration cached per host and model). It is
+            chosen on first use; ``dtype`` other than float32 means the PyTorch model under autocast.
     """
 
     def __init__(self, model: UPOCR, *, device: str | torch.device | None = None, mode: str = "auto",
                  dtype: str = "float32", tile_overlap: int | None = None, batch_size: int = 1,
                  max_pixels: int | None = None, source: str | None = None, max_work_pixels: int | None = None,
-                 time_budget: float | None = None):
+                 time_budget: float | None = None, engine: str | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = _pick_device(device)
@@ -115,6 +119,16 @@ class UPOCRPipeline:
         if time_budget is not None and not float(time_budget) > 0:
             raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget}")
         self.time_budget = None if time_budget is None else float(time_budget)
+        from .engines import CHOICES, ENGINE_ENV
+
+        self.engine_name = engine or os.environ.get(ENGINE_ENV) or "auto"
+        if self.engine_name not in CHOICES:
+            raise ValueError(f"engine must be one of {', '.join(CHOICES)}, got {self.engine_name!r}")
+        if self.dtype is not None or self.device.type != "cpu":
+            self.engine_name = "fp32"  # an explicit autocast dtype, or a GPU: the PyTorch model as asked
+        self._engine = self._fp32_engine = self._preparing = None
+        self.calibration = None
+        self._engine_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, revision: str | None = None,
@@ -220,6 +234,40 @@ class UPOCRPipeline:
         outputs = self._predict_tiled(small, tasks)
         return {t: _resize_output(o, h, w, get_task(t).target_is_image) for t, o in outputs.items()}
 
+    @property
+    def engine(self):
+        """The engine that runs the network (resolved on first use: see ``engine=``). While
+        :meth:`prepare_engine` resolves it in the background, passes run in float32."""
+        if self._engine is None:
+            preparing = self._preparing
+            if preparing is not None and preparing.is_alive():
+                return self._fp32()
+            self.prepare_engine()
+        return self._engine
+
+    def prepare_engine(self, background: bool = False) -> None:
+        """Resolve the engine now (calibrating when ``auto`` has no cached verdict for this host
+        and model), or in a daemon thread with ``background=True`` (as the app does at start)."""
+        if background:
+            self._preparing = threading.Thread(target=self.prepare_engine, name="upocr-engine", daemon=True)
+            self._preparing.start()
+            return
+        from .engines import resolve_engine
+
+        with self._engine_lock:
+            if self._engine is None:
+                if self.engine_name == "fp32":
+                    self._engine = self._fp32()
+                else:
+                    self._engine, self.calibration = resolve_engine(self.engine_name, self.model, self.device)
+
+    def _fp32(self):
+        from .engines import TorchEngine
+
+        if self._fp32_engine is None:
+            self._fp32_engine = TorchEngine(self.model, self.device)
+        return self._fp32_engine
+
     # ------------------------------------------------------------------ internals
     def _autocast(self):
         if self.device.type == "cuda":
@@ -230,6 +278,8 @@ class UPOCRPipeline:
 
     def _run(self, batch: torch.Tensor, tasks: list[str]) -> dict[str, torch.Tensor]:
         """Final-scale outputs ``{task: (B, 3, h, w)}`` for a batch already at a valid size."""
+        if self.dtype is None and self.device.type == "cpu":
+            return self.engine.run(batch, tasks)
         with self._autocast():
             if len(tasks) == 1:
                 outs = {tasks[0]: self.model(batch.to(self.device), tasks[0])}

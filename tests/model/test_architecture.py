@@ -41,7 +41,7 @@ def test_every_task_answers_the_whole_interface():
         task = get_task(name)
         assert task.name == name and task.classes[0].value == 0
         for method in ("decode", "label_of", "decode_label", "training_pair", "ground_truth", "prediction",
-                       "scored", "metrics", "score", "loss", "synthetic_pair"):
+                       "scored", "metrics", "score", "loss", "synthetic_pair", "agreement"):
             assert getattr(type(task), method) is not getattr(Task, method), (name, method)
 
 

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``upocr --help`` lists them.
-COMMANDS = ("predict", "label", "convert", "synth", "train", "evaluate", "serve")
+COMMANDS = ("predict", "label", "convert", "export", "synth", "train", "evaluate", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

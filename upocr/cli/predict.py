@@ -40,6 +40,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="compute precision (bfloat16 is faster on CPUs that support it)")
+    p.add_argument("--engine", choices=("auto", "fp32", "bf16", "int8", "onnxruntime"), default=None,
+                   help="who runs the network on the CPU: auto (default, or $UPOCR_ENGINE) picks the fastest engine "
+                   "whose outputs agree with fp32 on this host, from a calibration cached per host and model")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images with more pixels than this (default: 100 million)")
     p.add_argument("--max-work-pixels", type=int, default=None,
@@ -52,19 +55,37 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_pipeline(args: argparse.Namespace):
     """The pipeline the model options name; prints a clear message and returns None on failure."""
+    from ..engines import EngineError
     from ..pipeline import NoDefaultWeightsError, UPOCRPipeline
 
     try:
-        return UPOCRPipeline.from_pretrained(args.model, revision=args.revision, mode=args.mode,
+        pipe = UPOCRPipeline.from_pretrained(args.model, revision=args.revision, mode=args.mode,
                                              device=args.device, dtype=args.dtype,
                                              max_pixels=getattr(args, "max_pixels", None),
                                              max_work_pixels=getattr(args, "max_work_pixels", None),
-                                             time_budget=getattr(args, "time_budget", None))
+                                             time_budget=getattr(args, "time_budget", None),
+                                             engine=getattr(args, "engine", None))
+        _prepare_engine(pipe)
+        return pipe
     except NoDefaultWeightsError as error:
+        print(f"upocr: {error}", file=sys.stderr)
+    except EngineError as error:
         print(f"upocr: {error}", file=sys.stderr)
     except (OSError, ValueError) as error:
         print(f"upocr: cannot load model {args.model!r}: {error}", file=sys.stderr)
     return None
+
+
+def _prepare_engine(pipe) -> None:
+    """Choose the engine before the first image, saying so when that takes a calibration."""
+    from ..engines import needs_calibration
+
+    if needs_calibration(pipe.engine_name, pipe.model, pipe.device):
+        print("upocr: measuring which engine runs this model fastest on this host (once per host and model; "
+              "about a minute)...", file=sys.stderr)
+        pipe.prepare_engine()
+        print(f"upocr: {pipe.calibration.summary()}", file=sys.stderr)
+    pipe.prepare_engine()
 
 
 def collect_inputs(inputs: list[str]) -> list[tuple[Path, str]]:

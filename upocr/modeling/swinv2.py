@@ -190,7 +190,11 @@ class WindowAttention(EvalCache, nn.Module):
         ``mask_key``: a hashable name for ``mask`` (the padded map size) to cache bias + mask under."""
         bw, n, c = x.shape
         qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, qkv_bias).view(bw, n, 3, self.num_heads, c // self.num_heads)
+        if isinstance(self.qkv, nn.Linear):
+            qkv = F.linear(x, self.qkv.weight, qkv_bias)
+        else:  # a quantised projection (the int8 engine) keeps its weight packed
+            qkv = self.qkv(x) + qkv_bias
+        qkv = qkv.view(bw, n, 3, self.num_heads, c // self.num_heads)
         q, k = self._scaled_unit_qk(qkv)
         v = qkv[:, :, 2].transpose(1, 2)
         attn_mask = self.attention_mask(mask, mask_key, q.dtype)

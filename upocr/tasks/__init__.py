@@ -28,7 +28,7 @@ from .names import (
     task_indices,
 )
 
-from .base import Proposal
+from .base import Agreement, Proposal
 
 _REGISTRY: dict = {}
 
@@ -50,6 +50,7 @@ __all__ = [
     "IGNORE_TOLERANCE",
     "IGNORE_VALUE",
     "OFFICIAL_TASK_ORDER",
+    "Agreement",
     "Proposal",
     "TAMPER_CLASSES",
     "TAMPER_TARGET_COLOURS",

@@ -25,6 +25,17 @@ IGNORE_LABEL = 255
 DOUBT_MARGIN = 0.5
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """``measure`` (what was compared), its ``value``, and whether it keeps the contract ``bound``."""
+
+    measure: str
+    value: float
+    bound: str
+    ok: bool
+    higher_is_better: bool = True
+
+
 @dataclass(eq=False)
 class Proposal:
     """What a model proposes as the label of one image.
@@ -159,6 +170,11 @@ class Task:
 
     def loss(self, outputs: list, batch: Mapping, vgg=None, **options):
         """This task's training loss on the multi-scale ``outputs`` (see :mod:`upocr.training.losses`)."""
+        raise NotImplementedError
+
+    def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> "Agreement":
+        """How well two :meth:`prediction` s of one image agree (an inference engine against
+        float32), and whether that is within the contract an engine must keep."""
         raise NotImplementedError
 
     def scored(self, result) -> tuple[np.ndarray, str]:

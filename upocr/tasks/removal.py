@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .base import TEXT_COLOUR, Proposal, TextMaskTask, unit_float
+from .base import TEXT_COLOUR, Agreement, Proposal, TextMaskTask, unit_float
 from .segmentation import text_mask_proposal
 from .names import TEXT_REMOVAL, TEXT_SEGMENTATION
 
@@ -124,6 +124,11 @@ class TextRemoval(TextMaskTask):
 
     def prediction(self, output: np.ndarray, threshold: float) -> np.ndarray:
         return np.moveaxis(np.asarray(output), 0, -1)
+
+    def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> Agreement:
+        mae = float(np.mean(np.abs(np.asarray(reference, np.float64) - np.asarray(candidate, np.float64))))
+        return Agreement("mean absolute difference (x 255)", mae * 255, "< 1", mae < 1 / 255,
+                         higher_is_better=False)
 
     def scored(self, result: TextRemovalResult) -> tuple[np.ndarray, str]:
         return np.asarray(result.image), "image"

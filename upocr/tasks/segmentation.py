@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from .base import IGNORE_BYTE, IGNORE_LABEL, Proposal, TextMaskTask, ignored_pixels, unit_float
+from .base import IGNORE_BYTE, IGNORE_LABEL, Agreement, Proposal, TextMaskTask, ignored_pixels, unit_float
 from .names import DEFAULT_SEGMENTATION_THRESHOLD, TEXT_SEGMENTATION
 
 
@@ -100,6 +100,11 @@ class TextSegmentation(TextMaskTask):
 
     def prediction(self, output: np.ndarray, threshold: float) -> np.ndarray:
         return np.asarray(output).mean(0) > threshold
+
+    def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> Agreement:
+        union = np.logical_or(reference, candidate).sum()
+        iou = 1.0 if union == 0 else float(np.logical_and(reference, candidate).sum() / union)
+        return Agreement("mask IoU", iou, ">= 0.99", iou >= 0.99)
 
     def scored(self, result: TextSegmentationResult) -> tuple[np.ndarray, str]:
         return np.asarray(result.mask).astype(bool), "mask"

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .base import IGNORE_BYTE, IGNORE_LABEL, LabelClass, Proposal, Task, ignored_pixels, unit_float
+from .base import IGNORE_BYTE, IGNORE_LABEL, Agreement, LabelClass, Proposal, Task, ignored_pixels, unit_float
 from .names import TAMPER_CLASSES, TAMPER_TARGET_COLOURS, TAMPERED_TEXT_DETECTION
 
 REAL_TEXT = 1
@@ -169,6 +169,10 @@ class TamperedTextDetection(Task):
 
     def prediction(self, output: np.ndarray, threshold: float) -> np.ndarray:
         return np.asarray(output).argmax(0).astype(np.uint8)
+
+    def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> Agreement:
+        same = float(np.mean(np.asarray(reference) == np.asarray(candidate)))
+        return Agreement("pixels with the same label", same, ">= 0.99", same >= 0.99)
 
     def scored(self, result: TamperingResult) -> tuple[np.ndarray, str]:
         return np.asarray(result.labels), "label map"

@@ -1,0 +1,211 @@
+"""Inference engines: ONNX export, the agreement contract, and how ``auto`` chooses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import MICRO_CONFIG, REPO, make_micro_model
+
+from upocr import engines
+from upocr.engines import Calibration, Engine, TorchEngine, available_engines, calibrate, resolve_engine
+from upocr.pipeline import UPOCRPipeline
+from upocr.tasks import get_task
+
+DEFAULT_MODEL = REPO / "assets" / "upocr-tiny"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UPOCR_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def options_model():
+    """A micro model with every option that changes the graph (detail path, residual removal), in
+    its initial weights: well conditioned, so float32 runtimes agree to 1e-5 (the randomised
+    norms of ``make_micro_model`` make outputs move by 1e-2 between float32 and float64)."""
+    from upocr import UPOCR
+
+    torch.manual_seed(3)
+    return UPOCR(**MICRO_CONFIG, detail_channels=[4, 8], removal_residual=True).eval()
+
+
+@pytest.fixture(scope="module")
+def options_model_dir(options_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("options-model")
+    options_model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def options_onnx(options_model, tmp_path_factory):
+    return engines.export_onnx(options_model, tmp_path_factory.mktemp("onnx") / "micro.onnx")
+
+
+def test_onnx_export_has_dynamic_sizes_and_the_task_as_an_input(options_model, options_onnx):
+    import onnx
+    import onnxruntime as ort
+
+    graph = onnx.load(str(options_onnx)).graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
+    assert dims["images"][1] == 3 and all(isinstance(d, str) for d in (dims["images"][0], *dims["images"][2:]))
+    assert len(dims["tasks"]) == 1 and isinstance(dims["tasks"][0], str)
+    session = ort.InferenceSession(str(options_onnx), providers=["CPUExecutionProvider"])
+    tasks = json.loads(session.get_modelmeta().custom_metadata_map["upocr.tasks"])
+    assert tasks == options_model.tasks
+    import copy
+
+    reference = TorchEngine(options_model, "cpu")
+    exact = TorchEngine(copy.deepcopy(options_model).double(), "cpu")
+    generator = torch.Generator().manual_seed(1)
+    # sizes the export example never had, batches of two and four, one task, tasks out of order
+    for shape, asked in [((1, 3, 64, 96), tasks), ((2, 3, 128, 128), tasks[2:]), ((1, 3, 32, 224), tasks[::-1]),
+                         ((4, 3, 96, 64), tasks), ((2, 3, 64, 64), tasks[:2])]:
+        images = torch.rand(*shape, generator=generator)
+        indices = np.array([tasks.index(t) for t in asked], np.int64)
+        (out,) = session.run(["outputs"], {"images": images.numpy(), "tasks": indices})
+        expected, truth = reference.run(images, asked), exact.run(images.double(), asked)
+        assert out.shape == (len(asked), *shape)
+        for i, task in enumerate(asked):
+            # as close to the float64 result as PyTorch's float32 is, and close to it on average
+            onnx_error = np.abs(out[i] - truth[task].numpy()).max()
+            torch_error = np.abs(expected[task].numpy() - truth[task].numpy()).max()
+            assert engines.export_is_faithful(onnx_error, torch_error), (shape, task, onnx_error, torch_error)
+            assert np.abs(out[i] - expected[task].numpy()).mean() < 2e-5, (shape, task)
+
+
+def test_upocr_export_onnx_writes_a_checked_file_and_keeps_an_existing_one(options_model_dir, tmp_path, capsys):
+    from upocr.cli import main
+
+    out = tmp_path / "model.onnx"
+    assert main(["export", "onnx", str(options_model_dir), str(out), "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and "(as accurate)" in printed, printed
+    before = out.stat().st_mtime_ns
+    assert main(["export", "onnx", str(options_model_dir), str(out)]) == 2
+    assert "exists" in capsys.readouterr().err and out.stat().st_mtime_ns == before
+
+
+def test_every_engine_on_this_host_is_held_to_the_contract_on_the_bundled_model(cache):
+    """The bundled model on the bundled examples and rendered scenes: each available engine is
+    measured against fp32; the chosen one agrees and is the fastest that does."""
+    from upocr import UPOCR
+
+    model = UPOCR.from_pretrained(DEFAULT_MODEL)
+    names = available_engines("cpu")
+    assert {"fp32", "int8", "onnxruntime"} <= set(names)  # int8 and ONNX Runtime run on any x86 host
+    verdict = calibrate(model, "cpu")
+    assert set(verdict.seconds) == set(names)
+    for name in names[1:]:
+        assert set(verdict.agreement[name]) == set(model.tasks)
+        for task, found in verdict.agreement[name].items():
+            bound = float(found["bound"].split()[-1])
+            value = found["value"]
+            assert found["ok"] == (value >= bound if found["higher_is_better"] else value < bound), (name, task)
+    assert verdict.agrees("onnxruntime")  # the same float32 graph, another runtime
+    agreeing = [n for n in verdict.seconds if n == "fp32" or verdict.agrees(n)]
+    assert verdict.chosen in agreeing
+    if verdict.chosen != "fp32":
+        assert verdict.seconds[verdict.chosen] == min(verdict.seconds[n] for n in agreeing)
+        assert verdict.seconds["fp32"] / verdict.seconds[verdict.chosen] >= engines.MIN_SPEEDUP
+
+    # the recorded agreement is what the pipeline's results show, engine against fp32
+    scene = engines.calibration_images(model.img_size, count=1)[-1]
+    for name in names[1:]:
+        ours = UPOCRPipeline(model, device="cpu", mode="resize", engine=name).run_all(scene, "all", preserve_background=False)
+        ref = UPOCRPipeline(model, device="cpu", mode="resize", engine="fp32").run_all(scene, "all", preserve_background=False)
+        seg = get_task("text-segmentation").agreement(ref["text-segmentation"].mask, ours["text-segmentation"].mask)
+        recorded = verdict.agreement[name]["text-segmentation"]["value"]
+        assert seg.value >= recorded - 1e-9  # the recorded figure is the worst over all images
+
+
+class _Shortcut(Engine):
+    """An engine that answers from fp32's outputs at once, with the removal output off by ``error``."""
+
+    name = "int8"
+
+    def __init__(self, model, error):
+        self.reference, self.error, self.memo = TorchEngine(model, "cpu"), error, {}
+
+    def run(self, batch, tasks):
+        key = (batch.data_ptr(), tuple(tasks))
+        if key not in self.memo:
+            self.memo[key] = self.reference.run(batch, tasks)
+        out = dict(self.memo[key])
+        clean = out["text-removal"].clamp(0, 1)  # moved towards mid-grey: never clipped, off by exactly error
+        out["text-removal"] = clean + self.error * torch.sign(0.5 - clean)
+        return out
+
+
+@pytest.mark.parametrize("error, chosen", [(3 / 255, "fp32"), (0.2 / 255, "int8")])
+def test_auto_chooses_a_faster_engine_only_when_it_agrees(monkeypatch, error, chosen):
+    model = make_micro_model()
+    real_build = engines.build_engine
+    monkeypatch.setattr(engines, "build_engine",
+                        lambda name, m, device="cpu": _Shortcut(m, error) if name == "int8" else real_build(name, m, device))
+    images = [np.random.default_rng(i).integers(0, 256, (128, 128, 3), dtype=np.uint8) for i in range(2)]
+    verdict = calibrate(model, "cpu", engines=["int8"], images=images)
+    assert verdict.chosen == chosen
+    removal = verdict.agreement["int8"]["text-removal"]
+    assert removal["value"] == pytest.approx(error * 255, rel=1e-3) and removal["ok"] == (chosen == "int8")
+
+
+def test_the_auto_verdict_is_kept_per_host_and_model(cache, monkeypatch):
+    model = make_micro_model()
+    images = [np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)]
+    monkeypatch.setattr(engines, "calibration_images", lambda size, count=2: images)
+    monkeypatch.setattr(engines, "available_engines", lambda device="cpu": ["fp32", "int8"])
+    calls = []
+    real = engines.calibrate
+    monkeypatch.setattr(engines, "calibrate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    engine, verdict = resolve_engine("auto", model)
+    assert len(calls) == 1 and isinstance(verdict, Calibration) and engine.name == verdict.chosen
+    stored = list((cache / "engines").glob("*.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["chosen"] == verdict.chosen
+    assert not engines.needs_calibration("auto", model)
+    resolve_engine("auto", make_micro_model())  # the same weights, a new object: no new calibration
+    assert len(calls) == 1
+    resolve_engine("auto", make_micro_model(seed=1))  # other weights: calibrated for them
+    assert len(calls) == 2
+    stored[0].write_text("{not json")  # a damaged verdict is measured again, not trusted
+    assert engines.needs_calibration("auto", model)
+
+
+def test_the_pipeline_and_the_cli_take_an_engine(options_model_dir, tmp_path, cache):
+    micro_model_dir = options_model_dir
+    from upocr.cli import main
+
+    image = REPO / "assets" / "examples" / "receipt.png"
+    for name in ("fp32", "int8", "onnxruntime"):
+        assert main(["predict", "--task", "text-segmentation", "--model", str(micro_model_dir), "--engine", name,
+                     "--mode", "resize", str(image), "-o", str(tmp_path / name)]) == 0
+    masks = {n: np.asarray(__import__("PIL.Image").Image.open(tmp_path / n / "receipt.png")) > 127
+             for n in ("fp32", "onnxruntime")}
+    assert (masks["fp32"] == masks["onnxruntime"]).mean() > 0.999
+    pipe = UPOCRPipeline.from_pretrained(micro_model_dir, device="cpu", engine="onnxruntime")
+    assert pipe.engine.name == "onnxruntime"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        UPOCRPipeline.from_pretrained(micro_model_dir, engine="tensorrt")
+
+
+def test_a_pipeline_preparing_its_engine_in_the_background_serves_in_fp32_meanwhile(micro_model_dir, monkeypatch):
+    import threading
+
+    release = threading.Event()
+
+    def slow_resolve(name, model, device="cpu"):
+        release.wait(30)
+        return engines.build_engine("int8", model, device), None
+
+    monkeypatch.setattr(engines, "resolve_engine", slow_resolve)
+    pipe = UPOCRPipeline.from_pretrained(micro_model_dir, device="cpu", engine="auto")
+    pipe.prepare_engine(background=True)
+    result = pipe(np.full((64, 64, 3), 200, np.uint8), "text-segmentation")
+    assert result.mask.shape == (64, 64) and pipe.engine.name == "fp32"
+    release.set()
+    pipe._preparing.join(30)
+    assert pipe.engine.name == "int8"

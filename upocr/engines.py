@@ -1,0 +1,466 @@
+"""Inference engines: who runs the network's forward pass, and how ``engine="auto"`` chooses.
+
+An :class:`Engine` takes a float batch ``(B, 3, h, w)`` in [0, 1] (sides multiples of 32) and a
+list of tasks, and returns the final-scale outputs ``{task: (B, 3, h, w)}``, exactly what
+``UPOCR.forward_tasks`` gives at its last scale. The engines:
+
+- ``fp32``: the PyTorch model in float32 (the reference every other engine is held to);
+- ``bf16``: the same model under bfloat16 autocast, offered where the CPU computes bfloat16
+  natively (AVX512-BF16 or AMX) and on CUDA;
+- ``int8``: a copy whose linear layers are dynamically quantised to int8 (weights int8,
+  activations quantised per batch; VNNI instructions where present);
+- ``onnxruntime``: the model exported to ONNX (:func:`export_onnx`, dynamic height, width, batch
+  and tasks) and run by ONNX Runtime's CPU provider.
+
+``auto`` (:func:`resolve_engine`) runs a short calibration (:func:`calibrate`): each available
+engine on the bundled examples and on rendered scenes, its outputs compared with fp32 through
+each task's :meth:`~upocr.tasks.base.Task.agreement` (mask IoU >= 0.99, tampering labels equal on
+>= 99 % of pixels, removal within 1/255 mean absolute difference) and timed; the fastest engine
+that agrees is chosen. The verdict is cached per host (CPU model, instruction sets, library
+versions, threads) and per model (a hash of its configuration and weights) under
+:func:`cache_dir`, so later runs start at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import atomic_write_json
+from .tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
+
+ENGINES = ("fp32", "bf16", "int8", "onnxruntime")
+CHOICES = ("auto", *ENGINES)
+#: Environment variable naming the engine when none is given (default ``auto``).
+ENGINE_ENV = "UPOCR_ENGINE"
+#: An engine must be at least this much faster than fp32 to be chosen over it.
+MIN_SPEEDUP = 1.1
+#: Bumped whenever the calibration's inputs or rules change (old verdicts are then ignored).
+CALIBRATION_VERSION = 1
+_EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+
+
+class EngineError(RuntimeError):
+    """An engine cannot run on this host or for this model (the message says why)."""
+
+
+def cache_dir() -> Path:
+    """Where engine verdicts and exported graphs are kept: ``$UPOCR_CACHE``, else
+    ``$XDG_CACHE_HOME/upocr``, else ``~/.cache/upocr``."""
+    if os.environ.get("UPOCR_CACHE"):
+        return Path(os.environ["UPOCR_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "upocr"
+
+
+# ---------------------------------------------------------------------------- the host
+_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+                      "amx_tile")
+
+
+@functools.cache
+def cpu_features() -> dict:
+    """The CPU model and the instruction sets the engines care about (from ``/proc/cpuinfo``)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("", platform.processor() or platform.machine()):
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu": name, "flags": sorted(f for f in _FLAGS_OF_INTEREST if f in flags),
+            "torch_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_features()["flags"]))
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
+
+
+def available_engines(device: torch.device | str = "cpu") -> list[str]:
+    """The engines that can run on this host, fp32 first."""
+    if torch.device(device).type != "cpu":
+        return ["fp32", "bf16"]
+    names = ["fp32"]
+    if native_bfloat16():
+        names.append("bf16")
+    if {"x86", "fbgemm", "qnnpack"} & set(torch.backends.quantized.supported_engines):
+        names.append("int8")
+    if _onnxruntime() is not None:
+        names.append("onnxruntime")
+    return names
+
+
+def host_key(device: torch.device | str = "cpu") -> str:
+    """What an engine verdict depends on besides the model: CPU, instruction sets, versions, threads."""
+    ort = _onnxruntime()
+    parts = {**cpu_features(), "torch": torch.__version__, "onnxruntime": ort and ort.__version__,
+             "threads": torch.get_num_threads(), "device": str(torch.device(device))}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A hash of the model's configuration and weights (computed once per model object)."""
+    cached = getattr(model, "_upocr_fingerprint", None)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256(json.dumps(getattr(model, "config", {}), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    value = digest.hexdigest()[:16]
+    model._upocr_fingerprint = value  # a plain attribute: not a parameter, not saved
+    return value
+
+
+# ---------------------------------------------------------------------------- engines
+class Engine:
+    """Runs the network on batches: see the module docstring."""
+
+    name = "engine"
+
+    def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class TorchEngine(Engine):
+    """A PyTorch model (float32, under autocast, or quantised) on a device."""
+
+    def __init__(self, model: nn.Module, device: torch.device | str, *, name: str = "fp32",
+                 autocast: torch.dtype | None = None):
+        self.model, self.device, self.name, self.autocast = model, torch.device(device), name, autocast
+
+    def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        tasks = list(tasks)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16,
+                                                    enabled=self.autocast is not None):
+            batch = batch.to(self.device)
+            if len(tasks) == 1:
+                outs = {tasks[0]: self.model(batch, tasks[0])}
+            else:
+                outs = self.model.forward_tasks(batch, tasks)
+        return {t: o[-1] if o[-1].dtype == torch.float64 else o[-1].float() for t, o in outs.items()}
+
+
+def quantized_copy(model: nn.Module) -> nn.Module:
+    """A CPU copy of ``model`` whose token-wise linear layers hold int8 weights and quantise their
+    inputs per batch (``torch.ao.quantization.quantize_dynamic``). The position-bias MLPs stay in
+    float32: they run once per model, and their output is cached."""
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    backend = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+    if backend in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = backend
+    clone = copy.deepcopy(model).to("cpu").eval()
+    spec = {name: default_dynamic_qconfig for name, module in clone.named_modules()
+            if isinstance(module, nn.Linear) and ".cpb_mlp." not in name}
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore", category=(DeprecationWarning, FutureWarning, UserWarning))
+        return quantize_dynamic(clone, spec, dtype=torch.qint8)
+
+
+class _ExportWrapper(nn.Module):
+    """The graph that :func:`export_onnx` writes: images ``(B, 3, H, W)`` and prompt indices
+    ``(T,)`` in, outputs ``(T, B, 3, H, W)`` out. The encoder runs once; the decoder runs on the
+    ``T * B`` prompted copies in one batch."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        shared = self.model._shared(self.model.encode(images), images)
+        copies = tasks.shape[0]
+
+        def repeat(t: torch.Tensor) -> torch.Tensor:
+            return t.repeat(copies, *([1] * (t.ndim - 1)))
+
+        prompted = {key: repeat(value) if torch.is_tensor(value)
+                    else [repeat(v) for v in value] if isinstance(value, list) else value
+                    for key, value in shared.items()}
+        prompts = tasks[:, None].expand(copies, images.shape[0]).reshape(-1)  # task-major, as the copies
+        out = self.model._decode_shared(prompted, prompts)[-1]
+        return out.view(copies, images.shape[0], *out.shape[1:])
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int | None = None,
+                max_side: int = 8192) -> Path:
+    """Write ``model`` as one ONNX file with inputs ``images`` (float32 ``(B, 3, H, W)`` in
+    [0, 1]; H and W multiples of 32, up to ``max_side``) and ``tasks`` (int64 ``(T,)``, indices
+    into ``model.tasks``, which the file's metadata lists), and output ``outputs``
+    (``(T, B, 3, H, W)``, each task's final-scale output). Batch, tasks, H and W are dynamic.
+    The file is written atomically."""
+    from torch.export import Dim
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = _ExportWrapper(copy.deepcopy(model).to("cpu").float().eval()).eval()
+    # an example with at least two windows each way at every stage, and as many images as tasks
+    # nowhere: sizes 0 and 1, and equal sizes, could be specialised or tied together
+    example = (torch.rand(3, 3, 320, 352), torch.arange(min(2, len(model.tasks))).repeat(2)[:2])
+    sides = {2: 32 * Dim("h32", min=1, max=max_side // 32), 3: 32 * Dim("w32", min=1, max=max_side // 32)}
+    shapes = {"images": {0: Dim("batch", min=1, max=4096), **sides}, "tasks": {0: Dim("tasks", min=1, max=64)}}
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".onnx-") as tmp, torch.no_grad():
+        program = torch.onnx.export(wrapper, example, input_names=["images", "tasks"], output_names=["outputs"],
+                                    dynamo=True, dynamic_shapes=shapes, opset_version=opset, verbose=False)
+        program.model.metadata_props.update({"upocr.tasks": json.dumps(list(model.tasks)),
+                                             "upocr.config": json.dumps(getattr(model, "config", {}), default=str),
+                                             "upocr.size_multiple": "32"})
+        staged = Path(tmp) / path.name
+        program.save(staged, external_data=False)
+        os.replace(staged, path)
+    return path
+
+
+class OnnxRuntimeEngine(Engine):
+    """An exported model (:func:`export_onnx`) run by ONNX Runtime on the CPU."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+        ort = _onnxruntime()
+        if ort is None:
+            raise EngineError("the onnxruntime engine needs the onnxruntime package (pip install onnxruntime)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.tasks = json.loads(meta.get("upocr.tasks", "[]"))
+        self.path = Path(path)
+
+    def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        tasks = [canonical_task(t) for t in tasks]
+        missing = [t for t in tasks if t not in self.tasks]
+        if missing:
+            raise EngineError(f"{self.path.name} serves {', '.join(self.tasks)}, not {', '.join(missing)}")
+        images = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+        indices = np.array([self.tasks.index(t) for t in tasks], dtype=np.int64)
+        (out,) = self.session.run(["outputs"], {"images": images, "tasks": indices})
+        return {t: torch.from_numpy(out[i]) for i, t in enumerate(tasks)}
+
+
+_export_lock = threading.Lock()
+
+
+def onnx_for(model: nn.Module) -> Path:
+    """The model's exported graph in the cache (exported on first use, keyed by the model's hash
+    and the torch version)."""
+    tag = torch.__version__.split("+")[0]
+    path = cache_dir() / "onnx" / f"{model_fingerprint(model)}-torch{tag}.onnx"
+    with _export_lock:
+        if not path.is_file():
+            export_onnx(model, path)
+    return path
+
+
+def build_engine(name: str, model: nn.Module, device: torch.device | str = "cpu") -> Engine:
+    """The engine ``name`` (one of :data:`ENGINES`) for ``model`` on ``device``."""
+    device = torch.device(device)
+    if name not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(CHOICES)}, got {name!r}")
+    if name not in available_engines(device):
+        why = {"bf16": "this CPU has no native bfloat16 (AVX512-BF16 or AMX)",
+               "int8": "this PyTorch build has no quantised CPU kernels",
+               "onnxruntime": "onnxruntime is not installed (pip install onnxruntime)"}.get(name, "")
+        raise EngineError(f"the {name} engine is not available on {device.type}: {why}")
+    if name == "fp32":
+        return TorchEngine(model, device)
+    if name == "bf16":
+        return TorchEngine(model, device, name="bf16", autocast=torch.bfloat16)
+    if name == "int8":
+        return TorchEngine(quantized_copy(model), "cpu", name="int8")
+    return OnnxRuntimeEngine(onnx_for(model))
+
+
+# ---------------------------------------------------------------------------- calibration
+@dataclasses.dataclass
+class Calibration:
+    """What :func:`calibrate` found: per engine its seconds per pass and its agreement per task."""
+
+    chosen: str
+    seconds: dict[str, float]
+    agreement: dict[str, dict[str, dict]]
+    host: dict
+    model: str
+    size: int
+    version: int = CALIBRATION_VERSION
+
+    def agrees(self, name: str) -> bool:
+        return all(a["ok"] for a in self.agreement.get(name, {}).values())
+
+    def summary(self) -> str:
+        rows = []
+        for name, secs in self.seconds.items():
+            worst = ", ".join(f"{t.split('-')[-1]} {a['value']:.4g}" for t, a in self.agreement.get(name, {}).items())
+            rows.append(f"{name}: {secs * 1000:.0f} ms" + (f" ({worst})" if worst else "")
+                        + ("" if self.agrees(name) else " disagrees"))
+        return f"engine {self.chosen}; " + "; ".join(rows)
+
+
+def calibration_images(size: int, count: int = 2) -> list[np.ndarray]:
+    """The bundled example images and ``count`` rendered scenes, each ``size x size`` uint8 RGB."""
+    from PIL import Image
+
+    from .io import read_image
+
+    images = []
+    for path in sorted(_EXAMPLES.glob("*")) if _EXAMPLES.is_dir() else []:
+        try:
+            rgb = read_image(path)
+        except ValueError:
+            continue
+        images.append(np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC)))
+    if count:
+        from .data.synth import generate_sample
+
+        for index in range(count):
+            sample = generate_sample("text-segmentation", index, seed=2024, size=size)
+            images.append(np.ascontiguousarray(sample["image"]))
+    return images
+
+
+def _passes(engine: Engine, batches: list[torch.Tensor], tasks: list[str]) -> tuple[list, float]:
+    outputs = [engine.run(b, tasks) for b in batches]  # also the warm-up
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        for b in batches:
+            engine.run(b, tasks)
+        times.append((time.perf_counter() - start) / len(batches))
+    return outputs, min(times)
+
+
+def calibrate(model: nn.Module, device: torch.device | str = "cpu", *, engines: Sequence[str] | None = None,
+              images: Sequence[np.ndarray] | None = None) -> Calibration:
+    """Run every engine in ``engines`` (default: all available) on ``images`` (default:
+    :func:`calibration_images` at the model size) for all the model's tasks; keep as ``chosen``
+    the fastest that agrees with fp32 (and beats it by :data:`MIN_SPEEDUP`)."""
+    device = torch.device(device)
+    names = [n for n in (engines or available_engines(device)) if n != "fp32"]
+    size = int(getattr(model, "img_size", 256))
+    images = list(images) if images is not None else calibration_images(size)
+    tasks = list(model.tasks)
+    batches = [torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1)[None].div(255) for im in images]
+    reference, seconds = _passes(build_engine("fp32", model, device), batches, tasks)
+    timings, agreement = {"fp32": seconds}, {}
+    for name in names:
+        try:
+            outputs, seconds = _passes(build_engine(name, model, device), batches, tasks)
+        except Exception as error:  # an engine that fails here is simply not chosen
+            agreement[name] = {"engine": {"measure": "runs", "value": 0.0, "bound": "runs", "ok": False,
+                                          "error": str(error).splitlines()[0][:300]}}
+            continue
+        timings[name] = seconds
+        agreement[name] = _agreement(tasks, reference, outputs)
+    verdict = Calibration("fp32", timings, agreement, cpu_features(), model_fingerprint(model), size)
+    fastest = min((n for n in timings if n == "fp32" or verdict.agrees(n)), key=timings.get)
+    if fastest != "fp32" and timings["fp32"] / timings[fastest] >= MIN_SPEEDUP:
+        verdict.chosen = fastest
+    return verdict
+
+
+def _agreement(tasks: list[str], reference: list[dict], outputs: list[dict]) -> dict[str, dict]:
+    """The worst agreement over the images, per task."""
+    worst = {}
+    for task in tasks:
+        spec = get_task(task)
+        found = []
+        for ref, out in zip(reference, outputs):
+            for r, o in zip(ref[task].clamp(0, 1).numpy(), out[task].clamp(0, 1).numpy()):
+                found.append(spec.agreement(spec.prediction(r, DEFAULT_SEGMENTATION_THRESHOLD),
+                                            spec.prediction(o, DEFAULT_SEGMENTATION_THRESHOLD)))
+        worst[task] = dataclasses.asdict(min(found, key=lambda a: (a.ok, a.value if a.higher_is_better else -a.value)))
+    return worst
+
+
+def _verdict_path(model: nn.Module, device) -> Path:
+    return cache_dir() / "engines" / f"{host_key(device)}-{model_fingerprint(model)}.json"
+
+
+def cached_calibration(model: nn.Module, device: torch.device | str = "cpu") -> Calibration | None:
+    """The stored verdict for this host and model, or None (missing, unreadable or outdated)."""
+    try:
+        data = json.loads(_verdict_path(model, device).read_text())
+        verdict = Calibration(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return verdict if verdict.version == CALIBRATION_VERSION and verdict.chosen in available_engines(device) else None
+
+
+_calibration_lock = threading.Lock()
+
+
+def needs_calibration(name: str | None, model: nn.Module, device: torch.device | str = "cpu") -> bool:
+    """Whether resolving ``name`` will calibrate first (``auto`` without a stored verdict)."""
+    name = name or os.environ.get(ENGINE_ENV) or "auto"
+    return name == "auto" and torch.device(device).type == "cpu" and cached_calibration(model, device) is None
+
+
+def resolve_engine(name: str | None, model: nn.Module, device: torch.device | str = "cpu") -> tuple[Engine, Calibration | None]:
+    """The engine to use: ``name``, or ``$UPOCR_ENGINE``, or ``auto`` (the cached verdict for
+    this host and model, else a fresh calibration that is then stored)."""
+    name = name or os.environ.get(ENGINE_ENV) or "auto"
+    if name not in CHOICES:
+        raise ValueError(f"engine must be one of {', '.join(CHOICES)}, got {name!r}")
+    if name != "auto":
+        return build_engine(name, model, device), None
+    with _calibration_lock:
+        verdict = cached_calibration(model, device)
+        if verdict is None:
+            verdict = calibrate(model, device)
+            atomic_write_json(_verdict_path(model, device), dataclasses.asdict(verdict))
+    return build_engine(verdict.chosen, model, device), verdict
+
+
+def compare_with_pytorch(model: nn.Module, path: str | os.PathLike,
+                        sizes=((256, 256), (96, 320))) -> tuple[float, float]:
+    """How far ONNX Runtime on ``path`` and the PyTorch model in float32 each land from the
+    PyTorch model in float64 (largest absolute difference, all tasks, random images of ``sizes``).
+    A faithful export is about as close as PyTorch's own float32 (:func:`export_is_faithful`)."""
+    engine, reference = OnnxRuntimeEngine(path), TorchEngine(model, "cpu")
+    exact = TorchEngine(copy.deepcopy(model).to("cpu").double().eval(), "cpu")
+    generator = torch.Generator().manual_seed(0)
+    ours = theirs = 0.0
+    for h, w in sizes:
+        batch = torch.rand(1, 3, h, w, generator=generator)
+        truth = exact.run(batch.double(), model.tasks)
+        a, b = engine.run(batch, model.tasks), reference.run(batch, model.tasks)
+        ours = max(ours, max(float((a[t].double() - truth[t]).abs().max()) for t in model.tasks))
+        theirs = max(theirs, max(float((b[t].double() - truth[t]).abs().max()) for t in model.tasks))
+    return ours, theirs
+
+
+def export_is_faithful(onnx_error: float, torch_error: float) -> bool:
+    """Whether the export's distance from float64 is within a few times PyTorch float32's own."""
+    return onnx_error <= 4 * torch_error + 1e-5
