@@ -10,7 +10,8 @@ process interleave one task and all three tasks, so a slow spell of a shared hos
 alike. ``paper`` is the paper network (``small`` preset, random weights: speed does not depend on
 them; its agreement is not measured, random weights put much of a map near the threshold).
 ``default`` is the bundled model. The labelling figure is ``upocr label`` (auto mode: tiles at
-native resolution) over ``--label-images`` pages of ``--label-size`` pixels. Prints one JSON line
+native resolution, or at the text's scale with ``--text-height``) over ``--label-images``
+photographed pages of ``--label-size`` pixels with text ``--label-text-px`` high. Prints one JSON line
 per run, then a Markdown table with the host's CPU features and fp32 GEMM throughput.
 """
 
@@ -42,7 +43,8 @@ def _load(name: str):
     return UPOCR.from_pretrained(DEFAULT_MODEL_DIR if name == "default" else name).eval()
 
 
-def one(model_name: str, engine_name: str, size: int, repeat: int, label_images: int, label_size: str) -> dict:
+def one(model_name: str, engine_name: str, size: int, repeat: int, label_images: int, label_size: str,
+        text_height: float | None = None, text_px: int = 40) -> dict:
     """Measured in this process: latency of one task and of all tasks at ``size`` x ``size``,
     labelling throughput, peak resident memory."""
     from inference_speed import _times
@@ -60,30 +62,52 @@ def one(model_name: str, engine_name: str, size: int, repeat: int, label_images:
             "one_task_seconds": round(timed["one"][0], 4), "all_tasks_seconds": round(timed["all"][0], 4),
             "all_tasks_ratio": round(timed["all"][0] / timed["one"][0], 2)}
     if label_images:
-        info.update(label_throughput(model, engine_name, label_images, label_size))
+        info.update(label_throughput(model, engine_name, label_images, label_size, text_height, text_px))
     info["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     info["load_average"] = [round(v, 2) for v in os.getloadavg()]
     return info
 
 
-def label_throughput(model, engine_name: str, count: int, label_size: str) -> dict:
-    from label_throughput import make_folder
-    from PIL import Image
+def make_pages(folder: Path, count: int, width: int, height: int, text_px: int) -> None:
+    """Photos of pages: dark words ``text_px`` high (DejaVu Sans) on light, unevenly lit paper, JPEG."""
+    import numpy as np
+    from matplotlib import font_manager
+    from PIL import Image, ImageDraw, ImageFont
 
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), text_px)
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    light = np.linspace(0.8, 1.0, width)[None, :, None] * np.linspace(0.85, 1.0, height)[:, None, None]
+    for index in range(count):
+        image = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(205, 245, 3)))
+        draw = ImageDraw.Draw(image)
+        y = int(text_px * 0.8)
+        while y < height - text_px * 1.5:
+            x = int(text_px * rng.uniform(0.5, 2))
+            while x < width - text_px * 4:
+                word = "".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 9))))
+                draw.text((x, y), word, font=font, fill=tuple(int(v) for v in rng.integers(0, 70, 3)))
+                x += int(draw.textlength(word + " ", font=font))
+            y += int(text_px * rng.uniform(1.4, 2.2))
+        photo = np.clip(np.asarray(image, np.float32) * light, 0, 255).astype(np.uint8)
+        Image.fromarray(photo).save(folder / f"page {index:03d}.jpg", quality=90)
+
+
+def label_throughput(model, engine_name: str, count: int, label_size: str, text_height: float | None,
+                     text_px: int) -> dict:
     from upocr.labeling import LabelConfig, find_inputs, label_files
     from upocr.pipeline import UPOCRPipeline
 
     width, height = (int(v) for v in label_size.split("x"))
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "photos"
-        make_folder(folder, count, min(width, height), seed=1)
-        for path in folder.rglob("*.jpg"):  # real-size pages: stretched to width x height
-            Image.open(path).resize((width, height)).save(path, quality=90)
-        pipe = UPOCRPipeline(model, device="cpu", mode="auto", engine=engine_name, batch_size=4)
+        make_pages(folder, count, width, height, text_px)
+        pipe = UPOCRPipeline(model, device="cpu", mode="auto", engine=engine_name, batch_size=4,
+                             text_height=text_height)
         config = LabelConfig(task=model.tasks[-1], mode="auto", progress=False, formats=("png",))
         summary = label_files(pipe, find_inputs(folder, Path(scratch) / "labels"), Path(scratch) / "labels", config)
     return {"label_images_per_second": round(summary.images_per_second, 3), "label_size": label_size,
-            "label_images": summary.done}
+            "label_images": summary.done, "label_text_px": text_px, "text_height": text_height}
 
 
 def host() -> dict:
@@ -103,13 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--label-images", type=int, default=8)
     parser.add_argument("--label-size", default="1600x1200", help="WIDTHxHEIGHT of the labelled pages")
+    parser.add_argument("--label-text-px", type=int, default=40, help="height of the text on the labelled pages")
+    parser.add_argument("--text-height", type=float, default=None,
+                        help="label at the scale where text is this high (the pipeline's text_height)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(one(*args.one, args.size, args.repeat, args.label_images, args.label_size)))
+        print(json.dumps(one(*args.one, args.size, args.repeat, args.label_images, args.label_size,
+                             args.text_height, args.label_text_px)))
         return 0
 
     from upocr.engines import available_engines, calibrate
@@ -121,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         for engine_name in args.engine or available_engines("cpu"):
             command = [sys.executable, __file__, "--one", model_name, engine_name, "--size", str(args.size),
                        "--repeat", str(args.repeat), "--label-images", str(args.label_images),
-                       "--label-size", args.label_size, "--threads", str(torch.get_num_threads())]
+                       "--label-size", args.label_size, "--threads", str(torch.get_num_threads()),
+                       "--label-text-px", str(args.label_text_px)]
+            if args.text_height:
+                command += ["--text-height", str(args.text_height)]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode:
                 print(json.dumps({"model": model_name, "engine": engine_name,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import ndimage
 
 from .allocator import retain_freed_memory
 from .io import read_image
@@ -93,12 +94,16 @@ class UPOCRPipeline:
             ``"onnxruntime"`` or ``"auto"`` (default, or ``$UPOCR_ENGINE``: the fastest engine that
             agrees with fp32 on this host, from a calibration cached per host and model). It is
             chosen on first use; ``dtype`` other than float32 means the PyTorch model under autocast.
+        text_height: in tile mode, run each image at the scale where its text is about this many
+            pixels high (``None``: native resolution). A first pass at the model size finds the
+            text (:meth:`text_scale`); large text on a large photo then costs a few windows
+            instead of dozens. Small text, or none found, keeps the native resolution.
     """
 
     def __init__(self, model: UPOCR, *, device: str | torch.device | None = None, mode: str = "auto",
                  dtype: str = "float32", tile_overlap: int | None = None, batch_size: int = 1,
                  max_pixels: int | None = None, source: str | None = None, max_work_pixels: int | None = None,
-                 time_budget: float | None = None, engine: str | None = None):
+                 time_budget: float | None = None, engine: str | None = None, text_height: float | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = _pick_device(device)
@@ -119,6 +124,9 @@ class UPOCRPipeline:
         if time_budget is not None and not float(time_budget) > 0:
             raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget}")
         self.time_budget = None if time_budget is None else float(time_budget)
+        if text_height is not None and not float(text_height) >= 4:
+            raise ValueError(f"text_height must be at least 4 pixels, got {text_height}")
+        self.text_height = None if text_height is None else float(text_height)
         from .engines import CHOICES, ENGINE_ENV
 
         self.engine_name = engine or os.environ.get(ENGINE_ENV) or "auto"
@@ -227,6 +235,8 @@ class UPOCRPipeline:
         if self.resolve_mode(h, w, mode) == "resize":
             return self._predict_resized(_to_unit_tensor(rgb[None]), tasks)
         scale = self.work_scale(h, w, mode)
+        if self.text_height is not None and TEXT_SEGMENTATION in self.model.tasks:
+            scale = min(scale, self.text_scale(rgb))
         if scale >= 1.0:
             return self._predict_tiled(rgb, tasks)
         small_size = (max(1, int(w * scale)), max(1, int(h * scale)))
@@ -267,6 +277,26 @@ class UPOCRPipeline:
         if self._fp32_engine is None:
             self._fp32_engine = TorchEngine(self.model, self.device)
         return self._fp32_engine
+
+    def text_scale(self, rgb: np.ndarray, threshold: float = DEFAULT_SEGMENTATION_THRESHOLD) -> float:
+        """The factor (at most 1) that brings the text of ``rgb`` to about ``text_height`` pixels.
+
+        One text-segmentation pass at the model size; the median height of the text found there
+        (pieces at least 3 pixels high, at least three of them), in the image's own rows, is the
+        text height. Text too small to show at that size, or no text, gives 1.0. Never below the
+        scale at which the image's longer side is the model size."""
+        h, w = rgb.shape[:2]
+        s = self.size
+        unit = _to_unit_tensor(rgb[None])
+        small = F.interpolate(unit, size=(s, s), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+        out = self._run(small, [TEXT_SEGMENTATION])[TEXT_SEGMENTATION][0].clamp(0, 1).mean(0).numpy()
+        components, _ = ndimage.label(out > threshold)
+        heights = [sl[0].stop - sl[0].start for sl in ndimage.find_objects(components) if sl is not None]
+        heights = [x for x in heights if x >= 3]
+        if len(heights) < 3:
+            return 1.0
+        text_px = float(np.median(heights)) * h / s
+        return float(min(1.0, max(self.text_height / text_px, s / max(h, w))))
 
     # ------------------------------------------------------------------ internals
     def _autocast(self):

@@ -209,3 +209,45 @@ def test_a_pipeline_preparing_its_engine_in_the_background_serves_in_fp32_meanwh
     release.set()
     pipe._preparing.join(30)
     assert pipe.engine.name == "int8"
+
+
+def _page_of_words(text_px: int, width: int = 1600, height: int = 1200) -> tuple[np.ndarray, np.ndarray]:
+    """A light page with rows of dark words ``text_px`` high, and where the ink is."""
+    from matplotlib import font_manager
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(0)
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), text_px)
+    image, ink = Image.new("RGB", (width, height), (230, 225, 215)), Image.new("L", (width, height), 0)
+    draw, draw_ink = ImageDraw.Draw(image), ImageDraw.Draw(ink)
+    y = text_px
+    while y < height - 2 * text_px:
+        x = text_px
+        while x < width - 5 * text_px:
+            word = "".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(3, 8))))
+            draw.text((x, y), word, font=font, fill=(30, 30, 40))
+            draw_ink.text((x, y), word, font=font, fill=255)
+            x += int(draw.textlength(word + " ", font=font))
+        y += int(text_px * 1.8)
+    return np.asarray(image), np.asarray(ink) > 127
+
+
+def test_text_height_runs_large_text_at_its_scale_and_keeps_small_text_native():
+    pipe = UPOCRPipeline.from_pretrained(DEFAULT_MODEL, device="cpu", mode="tile", engine="fp32", text_height=24,
+                                         batch_size=4)
+    small, _ = _page_of_words(14)
+    assert pipe.text_scale(small) == 1.0  # 14 px text would be lost at a smaller scale
+    assert pipe.text_scale(np.full((1200, 1600, 3), 230, np.uint8)) == 1.0  # no text: nothing to go by
+    large, ink = _page_of_words(90)
+    scale = pipe.text_scale(large)
+    assert 24 / 90 * 0.6 < scale < 24 / 90 * 2  # about the scale where the words are 24 px high
+    windows = []
+    real_run = pipe._run
+    pipe._run = lambda batch, tasks: windows.append(batch.shape[0]) or real_run(batch, tasks)
+    result = pipe(large, "text-segmentation")
+    assert result.mask.shape == ink.shape
+    iou = (result.mask & ink).sum() / (result.mask | ink).sum()
+    assert iou > 0.45  # at native resolution the model sees the 90 px letters as shapes: IoU about 0.01
+    assert sum(windows) <= 20  # the text-scale pass and a handful of windows instead of 63
+    with pytest.raises(ValueError, match="text_height"):
+        UPOCRPipeline.from_pretrained(DEFAULT_MODEL, text_height=0)
