@@ -110,6 +110,8 @@ class UPOCRPipeline:
         if self.device.type == "cpu":
             retain_freed_memory()  # no page faults on every pass (see upocr.allocator)
         self.model = model.to(self.device).eval()
+        #: Whether the model segments text (text removal is kept to it; text_height measures with it).
+        self.finds_text = TEXT_SEGMENTATION in self.model.tasks
         self.mode = mode
         self.size = int(model.img_size)
         self.tile_overlap = self.size // 4 if tile_overlap is None else int(tile_overlap)
@@ -177,7 +179,7 @@ class UPOCRPipeline:
             raise ValueError(f"this model serves {', '.join(self.model.tasks)}; none of {tasks!r}")
         # a removal-only model (e.g. a converted ViTEraser) has no text mask to keep removal to
         restrict = (TEXT_REMOVAL in names and mask is None and preserve_background
-                    and TEXT_SEGMENTATION in self.model.tasks)
+                    and self.finds_text)
         run = names + ([TEXT_SEGMENTATION] if restrict and TEXT_SEGMENTATION not in names else [])
         outputs = self.predict_outputs(rgb, run, mode=mode)
         if restrict:
@@ -235,7 +237,7 @@ class UPOCRPipeline:
         if self.resolve_mode(h, w, mode) == "resize":
             return self._predict_resized(_to_unit_tensor(rgb[None]), tasks)
         scale = self.work_scale(h, w, mode)
-        if self.text_height is not None and TEXT_SEGMENTATION in self.model.tasks:
+        if self.text_height is not None and self.finds_text:
             scale = min(scale, self.text_scale(rgb))
         if scale >= 1.0:
             return self._predict_tiled(rgb, tasks)
