@@ -42,8 +42,23 @@ def options_model_dir(options_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def options_onnx(options_model, tmp_path_factory):
-    return engines.export_onnx(options_model, tmp_path_factory.mktemp("onnx") / "micro.onnx")
+def exported(options_model_dir, tmp_path_factory):
+    """``upocr export onnx MODEL OUT --check`` on the options model: (path, what it printed)."""
+    import contextlib
+    import io
+
+    from upocr.cli import main
+
+    out = tmp_path_factory.mktemp("onnx") / "micro.onnx"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export", "onnx", str(options_model_dir), str(out), "--check"]) == 0
+    return out, printed.getvalue()
+
+
+@pytest.fixture
+def options_onnx(exported):
+    return exported[0]
 
 
 def test_onnx_export_has_dynamic_sizes_and_the_task_as_an_input(options_model, options_onnx):
@@ -78,12 +93,10 @@ def test_onnx_export_has_dynamic_sizes_and_the_task_as_an_input(options_model, o
             assert np.abs(out[i] - expected[task].numpy()).mean() < 2e-5, (shape, task)
 
 
-def test_upocr_export_onnx_writes_a_checked_file_and_keeps_an_existing_one(options_model_dir, tmp_path, capsys):
+def test_upocr_export_onnx_writes_a_checked_file_and_keeps_an_existing_one(options_model_dir, exported, capsys):
     from upocr.cli import main
 
-    out = tmp_path / "model.onnx"
-    assert main(["export", "onnx", str(options_model_dir), str(out), "--check"]) == 0
-    printed = capsys.readouterr().out
+    out, printed = exported
     assert out.is_file() and "(as accurate)" in printed, printed
     before = out.stat().st_mtime_ns
     assert main(["export", "onnx", str(options_model_dir), str(out)]) == 2
@@ -175,8 +188,16 @@ def test_the_auto_verdict_is_kept_per_host_and_model(cache, monkeypatch):
     assert engines.needs_calibration("auto", model)
 
 
-def test_the_pipeline_and_the_cli_take_an_engine(options_model_dir, tmp_path, cache):
+def test_the_pipeline_and_the_cli_take_an_engine(options_model_dir, options_onnx, tmp_path, cache, monkeypatch):
+    from upocr import UPOCR
+
     micro_model_dir = options_model_dir
+    # the exported graph goes where the onnxruntime engine looks for this model's export: found, not redone
+    loaded = UPOCR.from_pretrained(micro_model_dir)
+    cached = cache / "onnx" / f"{engines.model_fingerprint(loaded)}-torch{torch.__version__.split('+')[0]}.onnx"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(options_onnx.read_bytes())
+    monkeypatch.setattr(engines, "export_onnx", lambda *a, **k: pytest.fail("the cached export was not used"))
     from upocr.cli import main
 
     image = REPO / "assets" / "examples" / "receipt.png"
