@@ -1,4 +1,4 @@
-"""UPOCR Studio. ``python app.py [--model REPO_OR_DIR] [--data DIR] [--host H] [--port P] [--share]``
+"""UPOCR Studio. ``python app.py [--model REPO_OR_DIR] [--engine E] [--data DIR] [--host H] [--port P] [--share]``
 
 The model is ``--model``, else ``$UPOCR_MODEL``, else the bundled default weights. Without any
 trained weights the app still starts and says how to pass a model.
@@ -24,11 +24,15 @@ parser.add_argument("--max-work-pixels", type=int,
 parser.add_argument("--time-budget", type=float,
                     default=float(os.environ.get("UPOCR_TIME_BUDGET", DEFAULT_TIME_BUDGET)),
                     help="seconds one image may take before it is stopped with a message")
+parser.add_argument("--engine", choices=("auto", "fp32", "bf16", "int8", "onnxruntime"), default=None,
+                    help="who runs the network on the CPU (default: $UPOCR_ENGINE, else auto: the fastest engine "
+                    "that agrees with fp32, chosen in the background while requests run in fp32)")
 parser.add_argument("--no-mcp", action="store_true",
                     help="do not serve the four endpoints as MCP tools (served at /gradio_api/mcp/ by default)")
 args, _ = parser.parse_known_args()
 
-pipeline, load_error = load_pipeline(args.model, max_work_pixels=args.max_work_pixels, time_budget=args.time_budget)
+pipeline, load_error = load_pipeline(args.model, max_work_pixels=args.max_work_pixels, time_budget=args.time_budget,
+                                     engine=args.engine)
 demo = build_demo(pipeline, data_dir=args.data, studio_dir=args.studio_dir, max_file_size=args.max_file_size,
                   load_error=load_error)
 
