@@ -76,16 +76,17 @@ _FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx5
 @functools.cache
 def cpu_features() -> dict:
     """The CPU model and the instruction sets the engines care about (from ``/proc/cpuinfo``)."""
-    name, flags = platform.processor() or platform.machine(), set()
+    name, flags = "", set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name in ("", platform.processor() or platform.machine()):
-                name = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first processor's entries
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and not name:
+                name = value
+            elif key in ("flags", "Features") and not flags:
                 flags = set(value.split())
     except OSError:
         pass
+    name = name or platform.processor() or platform.machine()
     return {"cpu": name, "flags": sorted(f for f in _FLAGS_OF_INTEREST if f in flags),
             "torch_capability": torch.backends.cpu.get_cpu_capability()}
 
