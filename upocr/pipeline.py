@@ -136,7 +136,7 @@ class UPOCRPipeline:
             raise ValueError(f"engine must be one of {', '.join(CHOICES)}, got {self.engine_name!r}")
         if self.dtype is not None or self.device.type != "cpu":
             self.engine_name = "fp32"  # an explicit autocast dtype, or a GPU: the PyTorch model as asked
-        self._engine = self._fp32_engine = self._preparing = None
+        self._engine = self._torch = self._preparing = None
         self.calibration = None
         self._engine_lock = threading.Lock()
 
@@ -253,7 +253,7 @@ class UPOCRPipeline:
         if self._engine is None:
             preparing = self._preparing
             if preparing is not None and preparing.is_alive():
-                return self._fp32()
+                return self._torch_engine()
             self.prepare_engine()
         return self._engine
 
@@ -269,16 +269,20 @@ class UPOCRPipeline:
         with self._engine_lock:
             if self._engine is None:
                 if self.engine_name == "fp32":
-                    self._engine = self._fp32()
+                    self._engine = self._torch_engine()
                 else:
                     self._engine, self.calibration = resolve_engine(self.engine_name, self.model, self.device)
 
-    def _fp32(self):
+    def _torch_engine(self):
+        """The PyTorch model as asked: float32, or under autocast for ``dtype`` (float16 by default
+        on CUDA)."""
         from .engines import TorchEngine
 
-        if self._fp32_engine is None:
-            self._fp32_engine = TorchEngine(self.model, self.device)
-        return self._fp32_engine
+        if self._torch is None:
+            autocast = self.dtype or (torch.float16 if self.device.type == "cuda" else None)
+            self._torch = TorchEngine(self.model, self.device, autocast=autocast,
+                                      name="fp32" if autocast is None else f"autocast-{str(autocast)[6:]}")
+        return self._torch
 
     def text_scale(self, rgb: np.ndarray, threshold: float = DEFAULT_SEGMENTATION_THRESHOLD) -> float:
         """The factor (at most 1) that brings the text of ``rgb`` to about ``text_height`` pixels.
@@ -289,8 +293,7 @@ class UPOCRPipeline:
         scale at which the image's longer side is the model size."""
         h, w = rgb.shape[:2]
         s = self.size
-        unit = _to_unit_tensor(rgb[None])
-        small = F.interpolate(unit, size=(s, s), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+        small = self._at_model_size(_to_unit_tensor(rgb[None]))
         out = self._run(small, [TEXT_SEGMENTATION])[TEXT_SEGMENTATION][0].clamp(0, 1).mean(0).numpy()
         components, _ = ndimage.label(out > threshold)
         heights = [sl[0].stop - sl[0].start for sl in ndimage.find_objects(components) if sl is not None]
@@ -301,31 +304,19 @@ class UPOCRPipeline:
         return float(min(1.0, max(self.text_height / text_px, s / max(h, w))))
 
     # ------------------------------------------------------------------ internals
-    def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=self.dtype or torch.float16)
-        if self.dtype is not None:
-            return torch.autocast(self.device.type, dtype=self.dtype)
-        return contextlib.nullcontext()
-
     def _run(self, batch: torch.Tensor, tasks: list[str]) -> dict[str, torch.Tensor]:
         """Final-scale outputs ``{task: (B, 3, h, w)}`` for a batch already at a valid size."""
-        if self.dtype is None and self.device.type == "cpu":
-            return self.engine.run(batch, tasks)
-        with self._autocast():
-            if len(tasks) == 1:
-                outs = {tasks[0]: self.model(batch.to(self.device), tasks[0])}
-            else:
-                outs = self.model.forward_tasks(batch.to(self.device), tasks)
-        return {t: o[-1].float() for t, o in outs.items()}
+        return self.engine.run(batch, tasks)
+
+    def _at_model_size(self, image: torch.Tensor) -> torch.Tensor:
+        """A float batch brought to the model size (bicubic, antialiased, kept in [0, 1])."""
+        s = self.size
+        return F.interpolate(image, size=(s, s), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
 
     def _predict_resized(self, image: torch.Tensor, tasks: list[str]) -> dict[str, np.ndarray]:
         h, w = image.shape[-2:]
-        s = self.size
-        same = (h, w) == (s, s)  # no resampling at all: interpolating to the same size is not exact
-        small = image if same else F.interpolate(image, size=(s, s), mode="bicubic", align_corners=False,
-                                                 antialias=True).clamp_(0, 1)
-        outs = self._run(small, tasks)
+        same = (h, w) == (self.size, self.size)  # no resampling at all: interpolating to the same size is not exact
+        outs = self._run(image if same else self._at_model_size(image), tasks)
         result = {}
         for task, out in outs.items():
             mode = "bicubic" if get_task(task).target_is_image else "bilinear"

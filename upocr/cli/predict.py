@@ -85,12 +85,13 @@ def _prepare_engine(pipe) -> None:
     """Choose the engine before the first image, saying so when that takes a calibration."""
     from ..engines import needs_calibration
 
-    if needs_calibration(pipe.engine_name, pipe.model, pipe.device):
+    calibrates = needs_calibration(pipe.engine_name, pipe.model, pipe.device)
+    if calibrates:
         print("upocr: measuring which engine runs this model fastest on this host (once per host and model; "
               "about a minute)...", file=sys.stderr)
-        pipe.prepare_engine()
-        print(f"upocr: {pipe.calibration.summary()}", file=sys.stderr)
     pipe.prepare_engine()
+    if calibrates:
+        print(f"upocr: {pipe.calibration.summary()}", file=sys.stderr)
 
 
 def collect_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
