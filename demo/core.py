@@ -255,7 +255,7 @@ def label_from_editor(value: dict | None, task: str, shape: tuple[int, int]) -> 
     layers = [_as_rgba(layer) for layer in (value.get("layers") or [])]
     layers = [layer for layer in layers if layer is not None]
     if not layers:
-        raise UserInputError("The editor holds no label layer; nothing was saved. Load the image again.")
+        raise UserInputError("The editor has no label yet (the image may still be loading); nothing was saved.")
     check_layers(layers, shape)
     background = _as_rgba(value.get("background"))
     if background is not None and background.shape[:2] != tuple(shape):

@@ -128,16 +128,37 @@ def mask_editor(elem_id: str, label: str, height: int) -> gr.ImageEditor:
     )
 
 
+def staged_editor(editor: gr.ImageEditor) -> gr.State:
+    """The way every event changes ``editor``: it writes the new value into the returned state;
+    the editor is then emptied and only after that given the value.
+
+    Gradio 6.31 pitfall: a value given to an editor that shows an image of another size has its
+    label layer drawn off by half the size difference (centred on the old canvas), so strokes
+    land in the wrong place. An empty editor takes the new image's size first."""
+    staged = gr.State(None)
+
+    def blank():
+        return None
+
+    def fill(value):
+        return value
+
+    staged.change(blank, None, [editor], **CHEAP).then(fill, [staged], [editor], **CHEAP)
+    return staged
+
+
 def correction_panel(prefix: str):
+    """The mask editor with its buttons; events write its value into the returned ``staged``."""
     with gr.Accordion("Correct the mask, then erase inside it", open=True):
         gr.Markdown("Paint with the brush to add text to the mask, use the eraser to remove it "
                     "(undo/redo are in the toolbar). What you paint is the mask that downloads.")
         editor = mask_editor(f"{prefix}-editor", "Mask editor", 420)
+        staged = staged_editor(editor)
         with gr.Row():
             save = gr.Button("Download edited mask", elem_id=f"{prefix}-save-mask")
             erase = gr.Button("Erase this", variant="primary", elem_id=f"{prefix}-erase")
         mask_file = gr.File(label="Edited mask (PNG, 0/255)", elem_id=f"{prefix}-edited-mask", interactive=False)
-    return editor, save, erase, mask_file
+    return editor, staged, save, erase, mask_file
 
 
 def tampering_table(label: str, elem_id: str | None = None, max_height: int = 240) -> gr.Dataframe:
@@ -146,6 +167,23 @@ def tampering_table(label: str, elem_id: str | None = None, max_height: int = 24
 
 
 # ------------------------------------------------------------------------------------ task tabs
+
+
+def no_progress_over_editors(demo: gr.Blocks) -> None:
+    """No event draws its progress overlay over a mask editor (Gradio 6.31 pitfall: a status that
+    arrives late can leave the overlay up after the event has finished; it covers the canvas and
+    every brush stroke then lands on it instead of the label, so the save returns the unpainted
+    layer). The progress shows on the event's other outputs; events that output only an editor
+    and session state show none."""
+    for fn in demo.fns.values():
+        outputs = list(fn.outputs or [])
+        if not any(isinstance(block, gr.ImageEditor) for block in outputs):
+            continue
+        shown = [block for block in outputs if not isinstance(block, (gr.ImageEditor, gr.State, gr.BrowserState))]
+        if shown:
+            fn.show_progress_on = shown
+        else:
+            fn.show_progress = "hidden"
 
 
 def clear_on_new_image(image: gr.Image, outputs: list, check, defaults: dict | None = None) -> None:
@@ -160,7 +198,7 @@ def clear_on_new_image(image: gr.Image, outputs: list, check, defaults: dict | N
         return values[0] if len(values) == 1 else tuple(values)
 
     for trigger in (image.upload, image.clear):
-        trigger(clear, None, outputs, **CHEAP)
+        trigger(clear, None, outputs, show_progress="hidden", **CHEAP)
     image.upload(guard(check), [image], None, show_progress="hidden", **CHEAP)
 
 
@@ -176,12 +214,13 @@ def removal_tab(h: TaskHandlers, examples: Examples) -> None:
                 slider = gr.ImageSlider(label="Before / after", type="numpy", format="png", elem_id="rm-slider",
                                         max_height=420)
                 file = gr.File(label="Text-free image (PNG)", elem_id="rm-file", interactive=False)
-        editor, save, erase, mask_file = correction_panel("rm")
-        examples.add("rm", [image], [slider, file, editor], guard(h.remove))
-        run.click(guard(h.remove), [image, keep], [slider, file, editor], **PRIVATE)
+        editor, staged, save, erase, mask_file = correction_panel("rm")
+        # examples run live (not cached): their editor value goes through the session state
+        examples.add("rm", [image], [slider, file, staged], guard(h.remove), cache=False)
+        run.click(guard(h.remove), [image, keep], [slider, file, staged], **PRIVATE)
         erase.click(guard(h.erase), [image, editor], [slider, file], **PRIVATE)
         save.click(guard(h.save_mask), [image, editor], [mask_file], **PRIVATE)
-        clear_on_new_image(image, [slider, file, editor, mask_file], h.check_upload)
+        clear_on_new_image(image, [slider, file, staged, mask_file], h.check_upload)
 
 
 def segmentation_tab(h: TaskHandlers, examples: Examples) -> None:
@@ -203,22 +242,22 @@ def segmentation_tab(h: TaskHandlers, examples: Examples) -> None:
                     mask_file = gr.File(label="Mask (PNG, 0/255)", elem_id="seg-mask-file", interactive=False)
                     prob_file = gr.File(label="Probability map (16-bit PNG)", elem_id="seg-prob-file",
                                         interactive=False)
-        editor, save, erase, edit_file = correction_panel("seg")
+        editor, staged, save, erase, edit_file = correction_panel("seg")
         with gr.Row():
             erase_slider = gr.ImageSlider(label="Erased inside the mask", type="numpy", format="png",
                                           elem_id="seg-erase-slider", max_height=420)
             erase_file = gr.File(label="Erased image (PNG)", elem_id="seg-erase-file", interactive=False)
         # examples run live (not cached): their result must reach the session state
-        examples.add("seg", [image], [overlay, mask_file, prob_file, editor, state, threshold, opacity],
+        examples.add("seg", [image], [overlay, mask_file, prob_file, staged, state, threshold, opacity],
                      guard(h.segment_example), cache=False)
-        run.click(guard(h.segment), [image, threshold, opacity], [overlay, mask_file, prob_file, editor, state],
+        run.click(guard(h.segment), [image, threshold, opacity], [overlay, mask_file, prob_file, staged, state],
                   **PRIVATE)
         for slider in (threshold, opacity):
-            slider.input(guard(h.rethreshold), [threshold, opacity, state], [overlay, mask_file, editor, state],
+            slider.input(guard(h.rethreshold), [threshold, opacity, state], [overlay, mask_file, staged, state],
                          trigger_mode="always_last", show_progress="minimal", **CHEAP)
         erase.click(guard(h.erase), [image, editor], [erase_slider, erase_file], **PRIVATE)
         save.click(guard(h.save_mask), [image, editor], [edit_file], **PRIVATE)
-        clear_on_new_image(image, [overlay, mask_file, prob_file, editor, state, edit_file, erase_slider, erase_file,
+        clear_on_new_image(image, [overlay, mask_file, prob_file, staged, state, edit_file, erase_slider, erase_file,
                                    threshold],
                            h.check_upload, {threshold: DEFAULT_SEGMENTATION_THRESHOLD})
 
@@ -309,7 +348,7 @@ def annotate_tab(h: AnnotateHandlers, remember: gr.BrowserState, data_path: Path
             export = gr.Button("Export zip (PNG masks, COCO, LabelMe, Label Studio, manifest)", elem_id="ann-export")
             zip_file = gr.File(label="Labels zip", elem_id="ann-zip", interactive=False)
 
-        view = [editor, status, state, remember, ws_id]
+        view = [staged_editor(editor), status, state, remember, ws_id]
         files.upload(guard(h.upload), [files, task, remember], view, **CHEAP)
         open_data.click(guard(h.open_data_dir), [task, remember], view, **CHEAP)
         open_ws.click(guard(h.open_workspace), [ws_id, task, remember], view, **CHEAP)

@@ -85,12 +85,12 @@ def href(page, selector: str) -> str | None:
     return link.first.get_attribute("href") if link.count() else None
 
 
-def wait_new_file(page, selector: str, old: str | None = None) -> str:
+def wait_new_file(page, selector: str, old: str | None = None, timeout_ms: float = TIMEOUT) -> str:
     """Wait until the gr.File at ``selector`` links a file other than ``old``; its URL."""
     page.wait_for_function(
         """([sel, old]) => { const a = document.querySelector(sel + ' a[href]');
                              return a && a.href !== old; }""",
-        arg=[selector, old or ""],
+        arg=[selector, old or ""], timeout=timeout_ms,
     )
     return page.locator(f"{selector} a[href]").first.get_attribute("href")
 
@@ -304,13 +304,40 @@ def _status(page) -> str:
     return page.locator("#ann-status").inner_text()
 
 
-def _wait_status(page, text: str) -> None:
+def _wait_status(page, text: str, timeout_s: float = 90) -> None:
     """Wait for ``text`` in the annotation status, then for the event to finish (a click while an
-    event of the same button is pending would be dropped)."""
-    page.wait_for_function(
-        "(t) => { const s = document.querySelector('#ann-status'); return s && s.innerText.includes(t); }", arg=text
-    )
+    event of the same button is pending would be dropped). An error message the app shows instead
+    fails at once, with its text."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while text not in _status(page):
+        errors = [t for t in page.locator(".toast-body.error").all_inner_texts() if t.strip()]
+        assert not errors, f"waiting for {text!r}, the app said {errors}"
+        assert time.monotonic() < deadline, f"no {text!r} after {timeout_s} s; status: {_status(page)}"
+        page.wait_for_timeout(200)
     wait_idle(page)
+    if page.locator("#ann-current").count() and "not labelled yet" not in _status(page):
+        # an image with a label is shown: wait until the editor has the label too
+        assert wait_layer(page, "ann-editor"), f"the editor never showed the label ({_status(page)})"
+
+
+def wait_layer(page, editor: str, timeout_s: float = 10) -> bool:
+    """Wait until the editor shows the label layer's colour (the test model's masks cover a good
+    part of every image); False when it never does (the layer was drawn out of sight)."""
+    import time
+
+    wait_idle(page)
+    canvas = page.locator(f"#{editor} canvas").first
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pixels = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+        pink = (pixels[..., 0] > 170) & (pixels[..., 0] - pixels[..., 1] > 60) & (pixels[..., 2] - pixels[..., 1] > 10)
+        if pink.mean() > 0.01:
+            wait_idle(page)
+            return True
+        page.wait_for_timeout(200)
+    return False
 
 
 def wait_idle(page) -> None:
