@@ -252,7 +252,7 @@ def test_editor_layers_out_of_place_are_refused_never_fitted():
     stroke_only = np.zeros_like(layer)
     stroke_only[20:24, 5:50] = (255, 0, 128, 255)  # the model's layer dropped, a new one painted
     _refused({**value, "layers": [stroke_only]}, (40, 60), "no longer aligned")
-    _refused({**value, "layers": []}, (40, 60), "no label layer")
+    _refused({**value, "layers": []}, (40, 60), "no label yet")
     _refused({**value, "background": rgb[:20]}, (40, 60), "another image")
     # an eraser along part of an edge is a correction, not a misplaced layer
     erased = layer.copy()
