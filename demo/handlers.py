@@ -202,12 +202,19 @@ class TaskHandlers:
         return (*self.segment(path, DEFAULT_SEGMENTATION_THRESHOLD, 0.6), DEFAULT_SEGMENTATION_THRESHOLD, 0.6)
 
     def rethreshold(self, threshold, opacity, state):
-        """New threshold or opacity: the result kept in the session, no model run."""
+        """New threshold: the result kept in the session, no model run (the editor starts again from the new mask)."""
         if not state or state.get("result") is None:
             return gr.skip(), gr.skip(), gr.skip(), state
         seg = state["result"].with_threshold(threshold)
         overlay, mask_file, editor = self._segmentation_outputs(seg, opacity, state["stem"])
         return overlay, mask_file, editor, {**state, "result": seg}
+
+    def recolour(self, opacity, state):
+        """New opacity: the overlay only (the mask, its file and the editor stay as they are)."""
+        if not state or state.get("result") is None:
+            return gr.skip()
+        seg = state["result"]
+        return core.mask_overlay(seg.original, seg.mask, opacity)
 
     # ---------------------------------------------------------------- tampering and all tasks
     def tamper(self, path, progress=gr.Progress()):

@@ -252,9 +252,11 @@ def segmentation_tab(h: TaskHandlers, examples: Examples) -> None:
                      guard(h.segment_example), cache=False)
         run.click(guard(h.segment), [image, threshold, opacity], [overlay, mask_file, prob_file, staged, state],
                   **PRIVATE)
-        for slider in (threshold, opacity):
-            slider.input(guard(h.rethreshold), [threshold, opacity, state], [overlay, mask_file, staged, state],
-                         trigger_mode="always_last", show_progress="minimal", **CHEAP)
+        threshold.input(guard(h.rethreshold), [threshold, opacity, state], [overlay, mask_file, staged, state],
+                        trigger_mode="always_last", show_progress="minimal", **CHEAP)
+        # the opacity only recolours the overlay: the editor keeps what the user painted
+        opacity.input(guard(h.recolour), [opacity, state], [overlay], trigger_mode="always_last",
+                      show_progress="minimal", **CHEAP)
         erase.click(guard(h.erase), [image, editor], [erase_slider, erase_file], **PRIVATE)
         save.click(guard(h.save_mask), [image, editor], [edit_file], **PRIVATE)
         clear_on_new_image(image, [overlay, mask_file, prob_file, staged, state, edit_file, erase_slider, erase_file,

@@ -208,6 +208,7 @@ def test_segmentation_threshold_and_editor(page):
     assert (mask_at(page, href(page, "#seg-mask-file")) == second).all()
 
     # paint in the editor: the edited mask that downloads grows with the brush...
+    assert wait_layer(page, "seg-editor")
     page.click("#seg-save-mask")
     saved_url = wait_new_file(page, "#seg-edited-mask")
     saved = mask_at(page, saved_url)
