@@ -388,6 +388,9 @@ def test_annotate_three_images_and_resume(page, server, tmp_path):
     current = page.locator("#ann-current").inner_text().split("(")[0]
     page.click("#ann-least-confident")  # the one model label left is the least confident one
     page.wait_for_selector("#ann-confidence")
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    assert wait_layer(page, "ann-editor")
     assert page.locator("#ann-current").inner_text().startswith(current)
     assert 0.0 <= float(page.locator("#ann-confidence").inner_text().split()[-1]) <= 1.0
     shot(page, "13b-annotate-least-confident", "#ann-status")
