@@ -134,7 +134,11 @@ def staged_editor(editor: gr.ImageEditor) -> gr.State:
 
     Gradio 6.31 pitfall: a value given to an editor that shows an image of another size has its
     label layer drawn off by half the size difference (centred on the old canvas), so strokes
-    land in the wrong place. An empty editor takes the new image's size first."""
+    land in the wrong place. An empty editor takes the new image's size first.
+
+    These are the only events that output an editor, and they show no progress: a status that
+    arrives late can leave a progress overlay up over the canvas, and every stroke then lands on
+    the overlay instead of the label (the save returns the unpainted layer)."""
     staged = gr.State(None)
 
     def blank():
@@ -143,7 +147,8 @@ def staged_editor(editor: gr.ImageEditor) -> gr.State:
     def fill(value):
         return value
 
-    staged.change(blank, None, [editor], **CHEAP).then(fill, [staged], [editor], **CHEAP)
+    quiet = dict(CHEAP, show_progress="hidden")
+    staged.change(blank, None, [editor], **quiet).then(fill, [staged], [editor], **quiet)
     return staged
 
 
@@ -167,23 +172,6 @@ def tampering_table(label: str, elem_id: str | None = None, max_height: int = 24
 
 
 # ------------------------------------------------------------------------------------ task tabs
-
-
-def no_progress_over_editors(demo: gr.Blocks) -> None:
-    """No event draws its progress overlay over a mask editor (Gradio 6.31 pitfall: a status that
-    arrives late can leave the overlay up after the event has finished; it covers the canvas and
-    every brush stroke then lands on it instead of the label, so the save returns the unpainted
-    layer). The progress shows on the event's other outputs; events that output only an editor
-    and session state show none."""
-    for fn in demo.fns.values():
-        outputs = list(fn.outputs or [])
-        if not any(isinstance(block, gr.ImageEditor) for block in outputs):
-            continue
-        shown = [block for block in outputs if not isinstance(block, (gr.ImageEditor, gr.State, gr.BrowserState))]
-        if shown:
-            fn.show_progress_on = shown
-        else:
-            fn.show_progress = "hidden"
 
 
 def clear_on_new_image(image: gr.Image, outputs: list, check, defaults: dict | None = None) -> None:

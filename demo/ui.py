@@ -83,7 +83,6 @@ def build_demo(
             layout.annotate_tab(annotate, remember, ctx.data_path)
         layout.public_api(api)
         demo.load(None, None, None, js=layout.SHORTCUTS_JS, **layout.PRIVATE)
-        layout.no_progress_over_editors(demo)
 
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     allowed = [str(ctx.paths.outputs), str(core.EXAMPLES_DIR), str(cache_dir)]

@@ -407,3 +407,17 @@ def test_the_endpoints_are_mcp_tools_a_real_client_can_call(app):
     mask = np.asarray(open_png(base64.b64decode(image.data)).convert("L")) > 127
     expected = load_pipeline(app["root"] / "model")(str(image_path), "text-segmentation").mask
     assert mask.shape == expected.shape and (mask == expected).all()
+
+
+def test_only_the_staging_events_write_an_editor_and_they_show_no_progress():
+    """Every editor value goes through its staging state (emptied first, then filled), and no
+    event draws a progress overlay over an editor (a late one would take the user's strokes)."""
+    import gradio as gr
+
+    from demo import build_demo
+
+    demo = build_demo(None)
+    writers = [fn for fn in demo.fns.values() if any(isinstance(o, gr.ImageEditor) for o in fn.outputs)]
+    assert len(writers) == 6  # blank and fill for each of the three editors
+    assert {fn.name for fn in writers} == {"blank", "fill"}
+    assert all(fn.show_progress == "hidden" for fn in writers)
