@@ -128,9 +128,10 @@ def mask_editor(elem_id: str, label: str, height: int) -> gr.ImageEditor:
     )
 
 
-def staged_editor(editor: gr.ImageEditor) -> gr.State:
+def staged_editor(editor: gr.ImageEditor, locks: list[gr.Button]) -> gr.State:
     """The way every event changes ``editor``: it writes the new value into the returned state;
-    the editor is then emptied and only after that given the value.
+    the editor is then emptied and only after that given the value. The buttons in ``locks``
+    (those that read the editor) are disabled in between, so nothing can save a half-filled editor.
 
     Gradio 6.31 pitfall: a value given to an editor that shows an image of another size has its
     label layer drawn off by half the size difference (centred on the old canvas), so strokes
@@ -142,13 +143,13 @@ def staged_editor(editor: gr.ImageEditor) -> gr.State:
     staged = gr.State(None)
 
     def blank():
-        return None
+        return [None] + [gr.update(interactive=False)] * len(locks)
 
     def fill(value):
-        return value
+        return [value] + [gr.update(interactive=True)] * len(locks)
 
     quiet = dict(CHEAP, show_progress="hidden")
-    staged.change(blank, None, [editor], **quiet).then(fill, [staged], [editor], **quiet)
+    staged.change(blank, None, [editor, *locks], **quiet).then(fill, [staged], [editor, *locks], **quiet)
     return staged
 
 
@@ -158,10 +159,10 @@ def correction_panel(prefix: str):
         gr.Markdown("Paint with the brush to add text to the mask, use the eraser to remove it "
                     "(undo/redo are in the toolbar). What you paint is the mask that downloads.")
         editor = mask_editor(f"{prefix}-editor", "Mask editor", 420)
-        staged = staged_editor(editor)
         with gr.Row():
             save = gr.Button("Download edited mask", elem_id=f"{prefix}-save-mask")
             erase = gr.Button("Erase this", variant="primary", elem_id=f"{prefix}-erase")
+        staged = staged_editor(editor, [save, erase])
         mask_file = gr.File(label="Edited mask (PNG, 0/255)", elem_id=f"{prefix}-edited-mask", interactive=False)
     return editor, staged, save, erase, mask_file
 
@@ -338,7 +339,7 @@ def annotate_tab(h: AnnotateHandlers, remember: gr.BrowserState, data_path: Path
             export = gr.Button("Export zip (PNG masks, COCO, LabelMe, Label Studio, manifest)", elem_id="ann-export")
             zip_file = gr.File(label="Labels zip", elem_id="ann-zip", interactive=False)
 
-        view = [staged_editor(editor), status, state, remember, ws_id]
+        view = [staged_editor(editor, [accept]), status, state, remember, ws_id]
         files.upload(guard(h.upload), [files, task, remember], view, **CHEAP)
         open_data.click(guard(h.open_data_dir), [task, remember], view, **CHEAP)
         open_ws.click(guard(h.open_workspace), [ws_id, task, remember], view, **CHEAP)

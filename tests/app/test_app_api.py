@@ -421,3 +421,10 @@ def test_only_the_staging_events_write_an_editor_and_they_show_no_progress():
     assert len(writers) == 6  # blank and fill for each of the three editors
     assert {fn.name for fn in writers} == {"blank", "fill"}
     assert all(fn.show_progress == "hidden" for fn in writers)
+    # whatever reads an editor (save, erase, accept) is a button that the blank step disables
+    # and the fill step enables again: nothing can read an editor between the two
+    for fn in demo.fns.values():
+        for editor in (i for i in fn.inputs if isinstance(i, gr.ImageEditor)):
+            steps = [w for w in writers if editor in w.outputs]
+            for target_id, _event in fn.targets:
+                assert all(any(o._id == target_id for o in w.outputs) for w in steps), (fn.name, target_id)

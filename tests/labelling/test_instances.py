@@ -6,6 +6,7 @@ import json
 import os
 import warnings
 
+import cv2
 import matplotlib
 import numpy as np
 import pytest
@@ -13,8 +14,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from upocr.labeling import (
     HOLE_LABEL,
+    Instance,
     LabelConfig,
     LabelStore,
+    MAX_INSTANCES,
     find_instances,
     instance_outline,
     label_images,
@@ -86,6 +89,41 @@ def test_outline_keeps_holes_and_few_points():
     doc = labelme_document(mask, "p.png", *mask.shape, {1: "text"})
     outlines = [s for s in doc["shapes"] if s["label"] == "text"]
     assert len(outlines) == len(find_instances(mask)) and all(len(s["points"]) <= 64 for s in doc["shapes"])
+
+
+def test_noisy_masks_have_a_bounded_number_of_instances():
+    """Specks fall back to lines, then to one instance per class; a real page keeps its words."""
+    rng = np.random.default_rng(0)
+    specks = rng.random((400, 600)) > 0.995  # ~1,200 isolated pixels: more than MAX_INSTANCES words
+    assert cv2.connectedComponents(specks.astype(np.uint8))[0] - 1 > MAX_INSTANCES  # the rule would give that many
+    assert len(find_instances(specks, "lines")) == 1
+    (whole,) = find_instances(specks)
+    assert (whole.full(*specks.shape) == specks).all()  # still exactly the mask's pixels
+    lines = np.zeros((1300, 400), bool)
+    for row in range(0, 1300, 4):  # 325 lines, each of 200 one-pixel "words": lines are kept
+        lines[row, 0:400:2] = True
+    found = find_instances(lines)
+    assert len(found) == 325 and all(instance.bbox[1] % 4 == 0 for instance in found)
+
+
+def test_outline_of_a_tall_instance_is_bounded_work_and_holds_every_pixel(monkeypatch):
+    yy, xx = np.mgrid[:1200, :1000]
+    blob = ((yy - 600) ** 2 / 580**2 + (xx - 500) ** 2 / 480**2 <= 1) & ((yy - 600) ** 2 / 450**2 + (xx - 500) ** 2 / 380**2 > 1)
+    blob |= (abs(yy - 600) < 10) & (xx >= 990)  # a piece 10 px right of the ring: closed over
+    instance = Instance(1, 0, 0, blob)  # one instance of separate pieces, 1,200 px high
+    sizes = []
+    close = cv2.morphologyEx
+    monkeypatch.setattr(cv2, "morphologyEx", lambda image, op, kernel: sizes.append(kernel.shape) or close(image, op, kernel))
+    outline, holes = instance_outline(instance)
+    assert sizes and max(max(size) for size in sizes) <= 2 * 128 + 3  # closed at 128 px high, not 1,200
+    canvas = Image.new("L", (1000, 1200), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in outline], fill=1, outline=1)
+    drawn = np.asarray(canvas, bool)
+    assert np.mean(drawn[blob]) > 0.995 and len(outline) <= 64  # the 64-point simplification cuts a little
+    assert len(holes) == 1
+    hole = Image.new("L", (1000, 1200), 0)
+    ImageDraw.Draw(hole).polygon([tuple(p) for p in holes[0]], fill=1)
+    assert np.asarray(hole, bool)[600, 500] and not np.asarray(hole, bool)[blob].mean() > 0.01
 
 
 def _segmentation_predictor(probabilities: dict[str, np.ndarray]):

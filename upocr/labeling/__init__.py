@@ -26,7 +26,7 @@ from .formats import (
     write_coco,
     write_labelme,
 )
-from .instances import INSTANCE_RULES, Instance, find_instances, instance_outline
+from .instances import INSTANCE_RULES, MAX_INSTANCES, Instance, find_instances, instance_outline
 from .runner import (
     LabelConfig,
     LabelSummary,
@@ -67,7 +67,7 @@ from .store import (
 )
 
 __all__ = [
-    "CLEANED_DIR", "COCO_NAME", "DONE", "EXPORT_FORMATS", "FAILED", "HOLE_LABEL", "INSTANCE_RULES", "LABELME_DIR",
+    "CLEANED_DIR", "COCO_NAME", "DONE", "EXPORT_FORMATS", "FAILED", "HOLE_LABEL", "INSTANCE_RULES", "LABELME_DIR", "MAX_INSTANCES",
     "LABELME_SHAPES", "LABELME_VERSION", "MANIFEST_NAME", "MASKS_DIR", "REVIEWED", "SCORES_DIR", "SKIPPED", "STATUSES",
     "CocoBuilder", "Instance", "LabelClass",
     "LabelCollisionError", "LabelConfig", "LabelRunBusyError", "LabelExport", "LabelStore", "LabelStoreError", "LabelSummary",

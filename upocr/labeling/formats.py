@@ -85,6 +85,19 @@ def mask_to_coco_rle(mask: np.ndarray) -> dict:
     return {"size": [int(arr.shape[0]), int(arr.shape[1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
+def _instance_rle(canvas: np.ndarray, instance) -> dict:
+    """COCO RLE of one instance, drawn into ``canvas`` (a zeroed Fortran-order ``uint8`` image,
+    left zeroed again), which spares a whole-image mask and its copy per instance."""
+    window = canvas[instance.y0 : instance.y0 + instance.mask.shape[0], instance.x0 : instance.x0 + instance.mask.shape[1]]
+    window[instance.mask] = 1
+    try:
+        rle = coco_mask.encode(canvas)
+    finally:
+        window[...] = 0
+    counts = rle["counts"]
+    return {"size": [int(canvas.shape[0]), int(canvas.shape[1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
 def coco_rle_to_mask(rle: Mapping[str, Any]) -> np.ndarray:
     """Decode a COCO RLE (compressed string or uncompressed list counts) to a boolean mask."""
     height, width = (int(v) for v in rle["size"])
@@ -318,6 +331,7 @@ class CocoBuilder:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": str(file_name), "width": int(width), "height": int(height)})
         known = {category["id"] for category in self.categories}
+        canvas = np.zeros((height, width), np.uint8, order="F")  # one buffer for every instance's RLE
         for instance in find_instances(label_map, rule) if instances is None else instances:
             if instance.value not in known:
                 continue
@@ -325,7 +339,7 @@ class CocoBuilder:
                 "id": len(self.annotations) + 1,
                 "image_id": image_id,
                 "category_id": instance.value,
-                "segmentation": mask_to_coco_rle(instance.full(height, width)),
+                "segmentation": _instance_rle(canvas, instance),
                 "area": instance.area,
                 "bbox": [float(v) for v in instance.bbox],
                 "iscrowd": 0,
