@@ -8,10 +8,11 @@ the next pass takes them all again.
 
 :func:`retain_freed_memory` makes glibc serve every allocation from its heap and keep freed
 memory there, so the pages of one pass's activations are reused by the next (no page faults
-after the first pass). All threads share that one heap (one arena): a server whose requests
-run on a pool of worker threads would otherwise keep a pass's memory once per thread (the tiny
-preset at 512x512, 12 requests on 6 threads: about 590 MiB more resident with a heap per
-thread, as with glibc's defaults, and about 150 MiB with one). The cost is the one every
+after the first pass). Threads that start after the call share that one heap (one arena): a
+server whose requests run on a pool of worker threads would otherwise keep a pass's memory once
+per thread (the tiny preset at 512x512, 12 requests on 6 threads, 2-core host: 220-590 MiB more
+resident with glibc's defaults, 40-210 MiB with the shared heap; the figure moves with the heap's
+layout from run to run). The cost is the one every
 caching allocator has: the process keeps the memory of its largest pass instead of handing it
 back between passes. The pipeline and the trainer call it when they run on the CPU;
 ``UPOCR_RETAIN_MEMORY=0`` turns it off. Elsewhere (macOS, Windows, musl) it does nothing.
