@@ -80,9 +80,13 @@ def mask_to_coco_rle(mask: np.ndarray) -> dict:
     arr = np.asarray(mask)
     if arr.ndim != 2:
         raise ValueError(f"a mask must be (H, W), got shape {arr.shape}")
-    rle = coco_mask.encode(np.asfortranarray(arr != 0, dtype=np.uint8))
+    return _rle_dict(coco_mask.encode(np.asfortranarray(arr != 0, dtype=np.uint8)), arr.shape)
+
+
+def _rle_dict(rle: dict, shape: tuple[int, ...]) -> dict:
+    """pycocotools' RLE as JSON: ``{"size": [H, W], "counts": str}``."""
     counts = rle["counts"]
-    return {"size": [int(arr.shape[0]), int(arr.shape[1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return {"size": [int(shape[0]), int(shape[1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
 def _instance_rle(canvas: np.ndarray, instance) -> dict:
@@ -91,11 +95,9 @@ def _instance_rle(canvas: np.ndarray, instance) -> dict:
     window = canvas[instance.y0 : instance.y0 + instance.mask.shape[0], instance.x0 : instance.x0 + instance.mask.shape[1]]
     window[instance.mask] = 1
     try:
-        rle = coco_mask.encode(canvas)
+        return _rle_dict(coco_mask.encode(canvas), canvas.shape)
     finally:
         window[...] = 0
-    counts = rle["counts"]
-    return {"size": [int(canvas.shape[0]), int(canvas.shape[1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
 def coco_rle_to_mask(rle: Mapping[str, Any]) -> np.ndarray:

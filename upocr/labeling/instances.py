@@ -143,31 +143,38 @@ def find_instances(labels: np.ndarray, rule: str = "words") -> list[Instance]:
     labels = np.asarray(labels)
     instances: list[Instance] = []
     for value in (int(v) for v in np.unique(labels) if v != 0):
-        binary = (labels == value).astype(np.uint8)
-        found = _class_instances(binary, value, rule)
-        if len(found) > MAX_INSTANCES and rule == "words":
-            found = _class_instances(binary, value, "lines")
-        if len(found) > MAX_INSTANCES:
-            found = [_crop(binary != 0, value, 0, 0)]
-        instances.extend(found)
+        instances.extend(_class_instances((labels == value).astype(np.uint8), value, rule))
     return instances
 
 
 def _class_instances(binary: np.ndarray, value: int, rule: str) -> list[Instance]:
+    """The instances of one class (rules 2-4): its lines are found once; words are split from
+    them unless there are too many, and a class with too many lines is one instance."""
+    lines = _lines(binary)
+    if rule == "words":
+        words = [_crop(line[:, start:stop], value, x + start, y)
+                 for x, y, line in lines for start, stop in _split_words(line)]
+        words = [word for word in words if word is not None]
+        if len(words) <= MAX_INSTANCES:
+            return words
+    if len(lines) <= MAX_INSTANCES:
+        return [_crop(line, value, x, y) for x, y, line in lines]
+    return [_crop(binary != 0, value, 0, 0)]
+
+
+def _lines(binary: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """``(x, y, pixels)`` of each line of a class (rule 2), top to bottom, then left to right."""
     height = text_height(binary)
     kernel = np.ones((_box(_LINE_GAP_Y * height), _box(_LINE_GAP_X * height)), np.uint8)
     count, regions, stats, _ = cv2.connectedComponentsWithStats(cv2.dilate(binary, kernel), connectivity=8)
-    found = []  # (line top, line left, words of the line left to right)
+    lines = []
     for index in range(1, count):
         x, y, w, h = (int(v) for v in stats[index, :4])
         line = (binary[y : y + h, x : x + w] != 0) & (regions[y : y + h, x : x + w] == index)
-        if not line.any():
-            continue
-        spans = _split_words(line) if rule == "words" else [(0, w)]
-        words = [_crop(line[:, start:stop], value, x + start, y) for start, stop in spans]
-        found.append((y, x, [word for word in words if word is not None]))
-    found.sort(key=lambda line: line[:2])
-    return [word for _, _, words in found for word in words]
+        if line.any():
+            lines.append((x, y, line))
+    lines.sort(key=lambda line: (line[1], line[0]))
+    return lines
 
 
 def _crop(piece: np.ndarray, value: int, x0: int, y0: int) -> Instance | None:
@@ -200,7 +207,8 @@ def instance_outline(instance: Instance, *, max_points: int = 64) -> tuple[np.nd
     canvas = np.zeros((-(-(mask.shape[0] + 2 * pad) // scale) * scale, -(-(mask.shape[1] + 2 * pad) // scale) * scale),
                       np.uint8)
     canvas[pad : pad + mask.shape[0], pad : pad + mask.shape[1]] = mask
-    work = canvas.reshape(canvas.shape[0] // scale, scale, canvas.shape[1] // scale, scale).max(axis=(1, 3))
+    work = canvas if scale == 1 else canvas.reshape(canvas.shape[0] // scale, scale, canvas.shape[1] // scale,
+                                                    scale).max(axis=(1, 3))
     height = -(-h // scale)
     size = _box(height / 2)
     while True:
