@@ -1,14 +1,14 @@
 """Turn a training run into the bundled default model (``assets/upocr-tiny``).
 
-    python tools/release_default_model.py --run runs/tiny-cpu --out assets/upocr-tiny [--overwrite]
+    python tools/release_default_model.py --run ~/.cache/upocr/runs/default-v2 --out assets/upocr-tiny [--overwrite]
 
 What it does:
 
 1. loads the run's model (``--source model``: the final ``save_pretrained`` folder, ``best``: the
    lowest validation loss, ``last``: the latest checkpoint);
 2. measures it through :class:`upocr.UPOCRPipeline` (``--mode``, default ``resize``) on held-out
-   synthetic scenes rendered at ``--size`` (default 512; fonts and backgrounds never used in
-   training, a seed the run never validated on): removal PSNR / MSSIM / AGE / pEPs / pCEPs, also
+   synthetic scenes rendered at ``--size`` (default 512; the held-out part of the fonts and
+   pictures the run trained with, a seed the run never validated on): removal PSNR / MSSIM / AGE / pEPs / pCEPs, also
    for the untouched input and with ``preserve_background``, plus PSNR on the text pixels alone;
    segmentation fgIoU / precision / recall / F; tampering per-class and mean IoU / F;
 3. applies the release gate, a floor that a trained, working model clears and an untrained or
@@ -19,11 +19,13 @@ What it does:
    released (exit 1, nothing written) unless ``--force``: an untrained or broken model must
    never become the default that the app, the CLI and annotators see. The gate is not a quality
    target: the card reports the measured numbers and how far they are from the paper model's;
-4. writes ``model.safetensors``, ``config.json``, ``metrics.json``, a model card (``README.md``)
+4. measures the previous release (``--previous``, default: the release already at ``--out``) on
+   the same scenes, so the card can set the two side by side;
+5. writes ``model.safetensors``, ``config.json``, ``metrics.json``, a model card (``README.md``)
    with the training facts and the numbers, and before/after pictures on real images
-   (scikit-image's printed page, text and the example images in ``assets/examples``) into a
-   temporary folder, then puts it in place with one rename. An existing release is replaced only
-   with ``--overwrite``.
+   (scikit-image's printed page, text and the example images in ``assets/examples``), by this
+   model and by the previous release, into a temporary folder, then puts it in place with one
+   rename. An existing release is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ MIN_FGIOU = 0.3
 MIN_PRECISION_RECALL = 0.3
 MAX_TEXT_ERROR_RATIO = 0.5
 EXAMPLE_WIDTH = 320
+#: The recipe the card names when the release is not told (``--recipe``).
+DEFAULT_RECIPE = "configs/default-v2.yaml"
 
 
 class GateError(RuntimeError):
@@ -248,12 +252,51 @@ def _weights(value) -> str:
     return f"{value:g}x (segmentation and tampering)"
 
 
-def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run: Path, source: str) -> str:
-    config = info.get("config") or {}
+def _data_sources(fonts, backgrounds) -> str:
+    """The card's words for the training data's fonts and pictures."""
+    named = {"default": "the fonts that ship with matplotlib", "debian": "the Debian font packages in "
+             "`configs/training-packages.txt`"}
+    pictures = {"default": "scikit-image's photos", "debian": "the Debian wallpaper packages in "
+                "`configs/training-packages.txt`"}
+    font_words = " and ".join(named.get(f, f"`{f}`") for f in (fonts or ["default"]))
+    picture_words = " and ".join(pictures.get(b, f"`{b}`") for b in (backgrounds or ["default"]))
+    return f"{font_words}, over {picture_words}, procedural textures and document pages"
+
+
+def _metric_rows(report: dict) -> list[tuple[str, str, str]]:
+    """(task, metric, value) rows of the held-out table for one measured model."""
     removal, seg, tamper = report[TEXT_REMOVAL], report[TEXT_SEGMENTATION], report[TAMPERED_TEXT_DETECTION]
+    page = report.get("printed_page") or {}
+    return [
+        ("text segmentation", "fgIoU / precision / recall / F", f"{_fmt(seg['fgiou'])} / {_fmt(seg['precision'])} / "
+         f"{_fmt(seg['recall'])} / {_fmt(seg['f'])}"),
+        ("text segmentation", "printed page (scikit-image) against its ink: fgIoU", _fmt(page.get("fgiou"))),
+        ("tampered text detection", "mean IoU (real, tampered)",
+         f"{_fmt(tamper['mean_iou'])} ({_fmt(tamper['real_iou'])}, {_fmt(tamper['tampered_iou'])})"),
+        ("tampered text detection", "mean F", _fmt(tamper["mean_f"])),
+        ("text removal", "PSNR (dB), model output", _fmt(removal["output"]["psnr"], 2)),
+        ("text removal", "PSNR (dB), output kept to the detected text (the default)",
+         _fmt(removal["preserved"]["psnr"], 2)),
+        ("text removal", "PSNR (dB), the untouched input", _fmt(removal["input"]["psnr"], 2)),
+        ("text removal", "PSNR on the text pixels (dB): input -> output",
+         f"{_fmt(removal['input']['text_psnr'], 2)} -> {_fmt(removal['output']['text_psnr'], 2)}"),
+        ("text removal", "MSSIM, AGE, pEPs, pCEPs (output)",
+         f"{_fmt(removal['output'].get('mssim'))}, {_fmt(removal['output'].get('age'), 2)}, "
+         f"{_fmt(removal['output'].get('peps'), 4)}, {_fmt(removal['output'].get('pceps'), 4)}"),
+    ]
+
+
+def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run: Path, source: str,
+               recipe: str = DEFAULT_RECIPE) -> str:
+    """The release's README: what it is, how it was trained, the held-out numbers (next to the
+    previous release's on the same scenes when there was one) and before/after pictures."""
+    config = info.get("config") or {}
     held = report["held_out"]
+    previous = report.get("previous")
     elapsed = info.get("elapsed_s")
     datasets = config.get("datasets", {})
+    first = next((specs[0] for specs in datasets.values() if specs), {})
+    init_from = config.get("init_from")
     lines = [
         "---", "library_name: upocr", "license: apache-2.0", "pipeline_tag: image-to-image",
         "tags: [upocr, ocr, text-removal, text-segmentation, tampered-text-detection]", "---", "",
@@ -262,74 +305,75 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
     if report["gate"]["forced"]:
         lines += [f"**This model did not pass the release gate** ({'; '.join(report['gate']['failures'])}); "
                   "it was released with `--force`.", ""]
+    channels = model.config.get("detail_channels")
+    detail = (f" A detail path (`detail_channels` {list(channels)}) brings features of the input pixels at "
+              "full and half resolution to the finest output heads." if channels else "")
     lines += [
         f"The `tiny` preset of UPOCR ({model.num_parameters() / 1e6:.2f} M parameters; the paper network has "
-        "108 M), trained from scratch by this project on synthetic data for all three tasks: text removal, "
-        "text segmentation and tampered text detection. It works at "
-        f"{model.img_size}x{model.img_size} (`img_size`): the pipeline resizes an image to that size, or tiles "
-        "large images, and brings the results back to the input's size.", "",
-        "It is a small model trained for a few CPU-hours, meant to make the demo, the command line and "
+        f"108 M), {'fine-tuned from `' + str(init_from) + '`' if init_from else 'trained from scratch'} by this "
+        "project on synthetic data for all three tasks: text removal, text segmentation and tampered text "
+        f"detection. It works at {model.img_size}x{model.img_size} (`img_size`): the pipeline resizes an image to "
+        f"that size, or tiles large images, and brings the results back to the input's size.{detail}", "",
+        "It is a small model trained for some CPU-hours, meant to make the demo, the command line and "
         "pre-labelling work out of the box. Its masks are a starting point for correction, not the "
         "accuracy of the paper model; for that, convert the official checkpoint (`upocr convert`) or "
         "fine-tune on your data (`upocr train --init-from`).", "",
         "## Training", "",
-        f"- Recipe: `configs/tiny-cpu.yaml` (`upocr train --config configs/tiny-cpu.yaml`); this release: "
+        f"- Recipe: `{recipe}` (`upocr train --config {recipe}`); this release: "
         f"`{run.as_posix()}`, {source}, step {info.get('step')} of {config.get('steps')}.",
         f"- Time and hardware: {(elapsed or 0) / 3600:.2f} h on {info.get('hardware', 'a 2-core CPU')}; "
         f"{_count(info.get('images'))} training windows seen.",
-        f"- Batch (the run's last phase; earlier phases are listed in the recipe's comments): "
-        f"{_per_task(config.get('batch_size'))} windows of {config.get('image_size')}x"
+        f"- Batch: {_per_task(config.get('batch_size'))} windows of {config.get('image_size')}x"
         f"{config.get('image_size')} per step; AdamW, peak lr "
         f"{config.get('lr')}, encoder ratio {config.get('lr_encoder_ratio')}, warm-up {config.get('warmup_steps')} "
         f"steps then linear decay, gradient clipping {config.get('grad_clip')}; text pixels weighted "
         f"{_weights(config.get('foreground_weight', 1.0))} in the losses.",
-        "- Data: synthetic scenes from `upocr synth`'s engine, rendered on the fly: text in the fonts "
-        "that ship with matplotlib over scikit-image's photos, procedural textures and document pages, "
-        "with outlines, shadows, rotation, perspective, blur, noise and JPEG artefacts; tampering made "
-        "by erasing and re-rendering words, copy-move and splicing.",
+        f"- Data: synthetic scenes from `upocr synth`'s engine, rendered on the fly: text in "
+        f"{_data_sources(first.get('fonts'), first.get('backgrounds'))}, with outlines, shadows, rotation, "
+        "perspective, blur, noise and JPEG artefacts; tampering made by re-rendering words in the scene's "
+        "own font, copy-move and splicing.",
     ]
     for task, specs in datasets.items():
         lines.append(f"  - {task}: " + "; ".join(", ".join(f"{k}={v}" for k, v in s.items() if k != "task")
                                                  for s in specs))
+    rows = _metric_rows(report)
     lines += [
         "", "## Held-out metrics", "",
         f"{held['count']} scenes per task rendered at {held['size']}x{held['size']} from the held-out split "
         f"(fonts and backgrounds never used in training), seed {held['seed']}, run through `UPOCRPipeline` "
         f"in `{held['mode']}` mode. Produced by `tools/release_default_model.py`; all numbers are in "
         "`metrics.json`.", "",
-        "| task | metric | value |", "|---|---|---|",
-        f"| text segmentation | fgIoU / precision / recall / F | {_fmt(seg['fgiou'])} / {_fmt(seg['precision'])} / "
-        f"{_fmt(seg['recall'])} / {_fmt(seg['f'])} |",
-        f"| tampered text detection | mean IoU (real, tampered) | {_fmt(tamper['mean_iou'])} "
-        f"({_fmt(tamper['real_iou'])}, {_fmt(tamper['tampered_iou'])}) |",
-        f"| tampered text detection | mean F | {_fmt(tamper['mean_f'])} |",
-        f"| text removal | PSNR (dB), model output | {_fmt(removal['output']['psnr'], 2)} |",
-        f"| text removal | PSNR (dB), output kept to the detected text (`preserve_background`) | "
-        f"{_fmt(removal['preserved']['psnr'], 2)} |",
-        f"| text removal | PSNR (dB), the untouched input | {_fmt(removal['input']['psnr'], 2)} |",
-        f"| text removal | PSNR on the text pixels (dB): input -> output | {_fmt(removal['input']['text_psnr'], 2)}"
-        f" -> {_fmt(removal['output']['text_psnr'], 2)} |",
-        f"| text removal | MSSIM, AGE, pEPs, pCEPs (output) | {_fmt(removal['output'].get('mssim'))}, "
-        f"{_fmt(removal['output'].get('age'), 2)}, {_fmt(removal['output'].get('peps'), 4)}, "
-        f"{_fmt(removal['output'].get('pceps'), 4)} |",
+    ]
+    if previous:
+        lines += ["| task | metric | previous release | this release |", "|---|---|---|---|"]
+        lines += [f"| {t} | {m} | {old} | {new} |" for (t, m, new), (_, _, old) in zip(rows, _metric_rows(previous))]
+    else:
+        lines += ["| task | metric | value |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {v} |" for t, m, v in rows]
+    lines += [
         "", "These are synthetic scenes like the training data; real photographs and scans are harder. "
         "FID is not computed.", "",
         f"Release gate (a floor against untrained or broken weights, not a quality target): fgIoU >= "
         f"{report['gate']['min_fgiou']}, precision and recall >= {report['gate']['min_precision_recall']}, "
         f"removal error on the text pixels <= {report['gate']['max_text_error_ratio']} x the input's.", "",
         "## Limitations", "",
-        "- Masks are coarse: the model finds where text is, but its stroke masks are blurred at the "
-        "edges, light text on dark backgrounds is often missed, and it marks some text-like texture. For "
-        "comparison, the paper model reaches fgIoU 0.89 on TextSeg and PSNR 37.1 dB on SCUT-EnsText.",
-        "- Raw text removal blurs the whole image; keep it to the detected text "
-        "(`preserve_background=True`, on by default in the app).",
+        "- Masks are a draft: stroke edges are soft, thin or light text on busy backgrounds is often "
+        "missed, and some text-like texture is marked. For comparison, the paper model reaches fgIoU 0.89 "
+        "on TextSeg and PSNR 37.1 dB on SCUT-EnsText.",
+        "- Raw text removal re-synthesises the whole image; the pipeline, the command line and the app keep "
+        "its changes to the detected text by default (`preserve_background=True`).",
         "- Tampered text is rarely told apart from real text (see the tampered IoU above).",
         "- Trained on synthetic scenes only; expect lower numbers on real photographs and scans.", "",
         "## On real images", "",
-        "Each row: input, text removed, text mask (pink), tampering overlay (green real text, red tampered).", "",
+        "Each row: input, text removed, text mask (pink), tampering overlay (green real text, red tampered)."
+        + (" For each image, the previous release first, then this one." if previous else ""), "",
     ]
     for name in pictures:
-        lines.append(f"![{name}](examples/{name}.jpg)")
+        if previous:
+            lines += [f"previous release: ![{name} (previous)](examples/{name}-previous.jpg)", ""]
+            lines += [f"this release: ![{name}](examples/{name}.jpg)", ""]
+        else:
+            lines.append(f"![{name}](examples/{name}.jpg)")
     lines += [
         "", "## Use", "", "```python", "from upocr import UPOCRPipeline", "",
         "pipe = UPOCRPipeline.from_pretrained()          # these weights", "mask = pipe(\"page.png\", task=\"text-segmentation\").mask",
@@ -341,23 +385,55 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
 # ------------------------------------------------------------------------------------- release
 
 
+def run_sources(info: dict) -> tuple[list[str] | None, list[str] | None]:
+    """The fonts and pictures the run trained with (its first dataset's), so that the held-out
+    scenes hold out the same sources; ``None`` where the run used the engine's defaults."""
+    for specs in ((info.get("config") or {}).get("datasets") or {}).values():
+        for spec in specs:
+            return spec.get("fonts"), spec.get("backgrounds")
+    return None, None
+
+
+def _previous_pipeline(folder: Path, explicit: bool, mode: str) -> UPOCRPipeline | None:
+    """The previous release to compare with. A release that is not there, or (when not asked for
+    by name) one that cannot be loaded, means no comparison: the new release does not depend on it."""
+    if not explicit and not folder.exists():
+        return None
+    try:
+        return UPOCRPipeline(UPOCR.from_pretrained(folder), device="cpu", mode=mode)
+    except (OSError, ValueError, RuntimeError) as error:
+        if explicit:
+            raise FileNotFoundError(f"--previous {folder}: {error}") from error
+        print(f"warning: the release at {folder} cannot be loaded ({error}); the card has no comparison",
+              file=sys.stderr)
+        return None
+
+
 def release(run: Path, out: Path, source: str = "model", count: int = 24, size: int = 512, mode: str = "resize",
             min_fgiou: float = MIN_FGIOU, max_text_error_ratio: float = MAX_TEXT_ERROR_RATIO, force: bool = False,
-            overwrite: bool = False, progress: bool = False, min_precision_recall: float = MIN_PRECISION_RECALL) -> dict:
-    """Measure the run's model, apply the gate and write the release folder (see module docs)."""
+            overwrite: bool = False, progress: bool = False, min_precision_recall: float = MIN_PRECISION_RECALL,
+            recipe: str = DEFAULT_RECIPE, previous: Path | None = None) -> dict:
+    """Measure the run's model, apply the gate and write the release folder (see module docs).
+    ``previous``: a released model (default: the release already at ``out``) measured on the same
+    scenes and pictured on the same images, so the card shows the change."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a release; pass --overwrite to replace it")
     started = time.time()
     model, info = load_run_model(Path(run), source)
+    fonts, backgrounds = run_sources(info)
     pipe = UPOCRPipeline(model, device="cpu", mode=mode)
-    report = measure(pipe, count, size, progress=progress)
+    report = measure(pipe, count, size, progress=progress, fonts=fonts, backgrounds=backgrounds)
     failures = gate(report, min_fgiou, max_text_error_ratio, min_precision_recall)
     report["gate"] = {"min_fgiou": min_fgiou, "min_precision_recall": min_precision_recall,
                       "max_text_error_ratio": max_text_error_ratio,
                       "passed": not failures, "failures": failures, "forced": bool(failures and force)}
     if failures and not force:
         raise GateError("; ".join(failures))
+    old_pipe = _previous_pipeline(out if previous is None else Path(previous), explicit=previous is not None,
+                                  mode=mode)
+    if old_pipe is not None:
+        report["previous"] = measure(old_pipe, count, size, progress=progress, fonts=fonts, backgrounds=backgrounds)
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -366,11 +442,14 @@ def release(run: Path, out: Path, source: str = "model", count: int = 24, size: 
     pictures = []
     for name, image in example_images():
         before_after(pipe, image).save(tmp / "examples" / f"{name}.jpg", quality=85)
+        if old_pipe is not None:
+            before_after(old_pipe, image).save(tmp / "examples" / f"{name}-previous.jpg", quality=85)
         pictures.append(name)
     report["training"] = {k: info.get(k) for k in ("step", "elapsed_s", "images", "hardware")}
-    report["source"] = {"run": Path(run).as_posix(), "checkpoint": source}
+    report["source"] = {"run": Path(run).as_posix(), "checkpoint": source, "recipe": recipe}
     (tmp / "metrics.json").write_text(json.dumps(json_safe(report), indent=2) + "\n", encoding="utf-8")
-    (tmp / "README.md").write_text(model_card(model, info, report, pictures, Path(run), source), encoding="utf-8")
+    (tmp / "README.md").write_text(model_card(model, info, report, pictures, Path(run), source, recipe),
+                                   encoding="utf-8")
     # Put the new release in place with renames only: the old one stays whole until the swap.
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -395,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-text-error-ratio", type=float, default=MAX_TEXT_ERROR_RATIO)
     parser.add_argument("--force", action="store_true", help="release even when the gate fails (the card says so)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing release")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help="the training recipe the card names")
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="a released model to compare with (default: the release already at --out)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
@@ -403,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         report = release(args.run, args.out, args.source, args.count, args.size, args.mode,
                          min_fgiou=args.min_fgiou, min_precision_recall=args.min_precision_recall,
                          max_text_error_ratio=args.max_text_error_ratio, force=args.force,
-                         overwrite=args.overwrite, progress=True)
+                         overwrite=args.overwrite, progress=True, recipe=args.recipe, previous=args.previous)
     except GateError as error:
         print(f"not released: the model fails the release gate: {error}", file=sys.stderr)
         return 1

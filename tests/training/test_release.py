@@ -117,3 +117,26 @@ def test_existing_release_is_replaced_only_with_overwrite(tool, run_dir, tmp_pat
     assert tool.main(args + ["--overwrite"]) == 0
     assert (out / "model.safetensors").read_bytes() != b"keep me"
     assert not (tmp_path / "release.old").exists() and not (tmp_path / "release.tmp").exists()
+
+
+def test_release_sets_the_previous_release_beside_the_new_one(tool, run_dir, tmp_path):
+    """Replacing a release measures the old model on the same scenes and pictures it on the same
+    images, so the card shows what changed; the old weights are gone only after the swap."""
+    out = tmp_path / "release"
+    torch.manual_seed(1)
+    UPOCR.from_preset("tiny", **TINY).save_pretrained(out)  # the release in place: other weights
+    old_weights = (out / "model.safetensors").read_bytes()
+    report = tool.release(run_dir, out, count=2, size=128, force=True, overwrite=True, recipe="configs/x.yaml")
+    assert (out / "model.safetensors").read_bytes() != old_weights
+    previous, current = report["previous"], report
+    assert previous[TEXT_SEGMENTATION] != current[TEXT_SEGMENTATION]  # two models, measured apart
+    assert previous[TEXT_REMOVAL]["input"] == current[TEXT_REMOVAL]["input"]  # on the same scenes
+    card = (out / "README.md").read_text()
+    assert "| task | metric | previous release | this release |" in card and "`configs/x.yaml`" in card
+    row = next(line for line in card.splitlines() if line.startswith("| text segmentation | fgIoU"))
+    assert row.split(" | ")[2].startswith(f"{previous[TEXT_SEGMENTATION]['fgiou']:.3f}")
+    assert row.split(" | ")[3].startswith(f"{current[TEXT_SEGMENTATION]['fgiou']:.3f}")
+    pictures = sorted(p.name for p in (out / "examples").iterdir())
+    assert "street_sign.jpg" in pictures and "street_sign-previous.jpg" in pictures
+    for name in pictures:
+        assert f"(examples/{name})" in card
