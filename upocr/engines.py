@@ -10,7 +10,10 @@ list of tasks, and returns the final-scale outputs ``{task: (B, 3, h, w)}``, exa
 - ``int8``: a copy whose linear layers are dynamically quantised to int8 (weights int8,
   activations quantised per batch; VNNI instructions where present);
 - ``onnxruntime``: the model exported to ONNX (:func:`export_onnx`, dynamic height, width, batch
-  and tasks) and run by ONNX Runtime's CPU provider.
+  and tasks) and run by ONNX Runtime's CPU provider;
+- ``openvino``: the same graph compiled by OpenVINO for the CPU at float32 precision, and
+  ``openvino-bf16``: compiled with bfloat16 inference precision (offered where the CPU computes
+  bfloat16 natively).
 
 ``auto`` (:func:`resolve_engine`) runs a short calibration (:func:`calibrate`): each available
 engine on the bundled examples and on rendered scenes, its outputs compared with fp32 through
@@ -44,14 +47,14 @@ from torch import nn
 from .io import atomic_write_json
 from .tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
 
-ENGINES = ("fp32", "bf16", "int8", "onnxruntime")
+ENGINES = ("fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16")
 CHOICES = ("auto", *ENGINES)
 #: Environment variable naming the engine when none is given (default ``auto``).
 ENGINE_ENV = "UPOCR_ENGINE"
 #: An engine must be at least this much faster than fp32 to be chosen over it.
 MIN_SPEEDUP = 1.1
 #: Bumped whenever the calibration's inputs or rules change (old verdicts are then ignored).
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 _EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
@@ -104,6 +107,14 @@ def _onnxruntime():
     return onnxruntime
 
 
+def _openvino():
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino
+
+
 def available_engines(device: torch.device | str = "cpu") -> list[str]:
     """The engines that can run on this host, fp32 first."""
     if torch.device(device).type != "cpu":
@@ -115,13 +126,16 @@ def available_engines(device: torch.device | str = "cpu") -> list[str]:
         names.append("int8")
     if _onnxruntime() is not None:
         names.append("onnxruntime")
+    if _openvino() is not None:
+        names += ["openvino", "openvino-bf16"] if native_bfloat16() else ["openvino"]
     return names
 
 
 def host_key(device: torch.device | str = "cpu") -> str:
     """What an engine verdict depends on besides the model: CPU, instruction sets, versions, threads."""
-    ort = _onnxruntime()
+    ort, ov = _onnxruntime(), _openvino()
     parts = {**cpu_features(), "torch": torch.__version__, "onnxruntime": ort and ort.__version__,
+             "openvino": ov and ov.__version__,
              "threads": torch.get_num_threads(), "device": str(torch.device(device))}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -242,7 +256,30 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int | None 
     return path
 
 
-class OnnxRuntimeEngine(Engine):
+class _GraphEngine(Engine):
+    """An exported graph (:func:`export_onnx`): images and task indices in, ``(T, B, 3, H, W)`` out."""
+
+    tasks: list[str]
+    path: Path
+
+    def _inputs(self, batch: torch.Tensor, tasks: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        tasks = [canonical_task(t) for t in tasks]
+        missing = [t for t in tasks if t not in self.tasks]
+        if missing:
+            raise EngineError(f"{self.path.name} serves {', '.join(self.tasks)}, not {', '.join(missing)}")
+        images = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+        return tasks, images, np.array([self.tasks.index(t) for t in tasks], dtype=np.int64)
+
+    def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        tasks, images, indices = self._inputs(batch, tasks)
+        out = self._infer(images, indices)
+        return {t: torch.from_numpy(out[i]) for i, t in enumerate(tasks)}
+
+    def _infer(self, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxRuntimeEngine(_GraphEngine):
     """An exported model (:func:`export_onnx`) run by ONNX Runtime on the CPU."""
 
     name = "onnxruntime"
@@ -260,15 +297,31 @@ class OnnxRuntimeEngine(Engine):
         self.tasks = json.loads(meta.get("upocr.tasks", "[]"))
         self.path = Path(path)
 
-    def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
-        tasks = [canonical_task(t) for t in tasks]
-        missing = [t for t in tasks if t not in self.tasks]
-        if missing:
-            raise EngineError(f"{self.path.name} serves {', '.join(self.tasks)}, not {', '.join(missing)}")
-        images = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
-        indices = np.array([self.tasks.index(t) for t in tasks], dtype=np.int64)
-        (out,) = self.session.run(["outputs"], {"images": images, "tasks": indices})
-        return {t: torch.from_numpy(out[i]) for i, t in enumerate(tasks)}
+    def _infer(self, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return self.session.run(["outputs"], {"images": images, "tasks": indices})[0]
+
+
+class OpenVinoEngine(_GraphEngine):
+    """An exported model (:func:`export_onnx`) compiled by OpenVINO for the CPU, at float32
+    (``precision="f32"``) or bfloat16 (``"bf16"``) inference precision, tuned for latency."""
+
+    def __init__(self, path: str | os.PathLike, tasks: Sequence[str], *, precision: str = "f32",
+                 threads: int | None = None):
+        ov = _openvino()
+        if ov is None:
+            raise EngineError("the openvino engines need the openvino package (pip install openvino)")
+        self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
+        self.path, self.tasks = Path(path), [canonical_task(t) for t in tasks]
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self._lock = threading.Lock()  # one infer request, used by one thread at a time
+        self.request = self.compiled.create_infer_request()
+
+    def _infer(self, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self.request.infer({"images": images, "tasks": indices})
+            return self.request.get_output_tensor(0).data.copy()
 
 
 _export_lock = threading.Lock()
@@ -293,7 +346,9 @@ def build_engine(name: str, model: nn.Module, device: torch.device | str = "cpu"
     if name not in available_engines(device):
         why = {"bf16": "this CPU has no native bfloat16 (AVX512-BF16 or AMX)",
                "int8": "this PyTorch build has no quantised CPU kernels",
-               "onnxruntime": "onnxruntime is not installed (pip install onnxruntime)"}.get(name, "")
+               "onnxruntime": "onnxruntime is not installed (pip install onnxruntime)",
+               "openvino": "openvino is not installed (pip install openvino)",
+               "openvino-bf16": "it needs openvino and a CPU with native bfloat16 (AVX512-BF16 or AMX)"}.get(name, "")
         raise EngineError(f"the {name} engine is not available on {device.type}: {why}")
     if name == "fp32":
         return TorchEngine(model, device)
@@ -301,6 +356,8 @@ def build_engine(name: str, model: nn.Module, device: torch.device | str = "cpu"
         return TorchEngine(model, device, name="bf16", autocast=torch.bfloat16)
     if name == "int8":
         return TorchEngine(quantized_copy(model), "cpu", name="int8")
+    if name.startswith("openvino"):
+        return OpenVinoEngine(onnx_for(model), model.tasks, precision="bf16" if name == "openvino-bf16" else "f32")
     return OnnxRuntimeEngine(onnx_for(model))
 
 

@@ -40,7 +40,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="compute precision (bfloat16 is faster on CPUs that support it)")
-    p.add_argument("--engine", choices=("auto", "fp32", "bf16", "int8", "onnxruntime"), default=None,
+    # upocr.engines.CHOICES, written out so that building the parser does not import torch
+    p.add_argument("--engine", choices=("auto", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16"),
+                   default=None,
                    help="who runs the network on the CPU: auto (default, or $UPOCR_ENGINE) picks the fastest engine "
                    "whose outputs agree with fp32 on this host, from a calibration cached per host and model")
     p.add_argument("--max-pixels", type=int, default=None,
