@@ -9,6 +9,7 @@ import os
 
 from demo import build_demo, launch
 from demo.cli import DEFAULT_MAX_WORK_PIXELS, DEFAULT_TIME_BUDGET, load_pipeline
+from upocr.engines import CHOICES as ENGINE_CHOICES
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", help="Hub repo id or folder (default: $UPOCR_MODEL, else the bundled weights)")
@@ -24,7 +25,7 @@ parser.add_argument("--max-work-pixels", type=int,
 parser.add_argument("--time-budget", type=float,
                     default=float(os.environ.get("UPOCR_TIME_BUDGET", DEFAULT_TIME_BUDGET)),
                     help="seconds one image may take before it is stopped with a message")
-parser.add_argument("--engine", choices=("auto", "fp32", "bf16", "int8", "onnxruntime"), default=None,
+parser.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
                     help="who runs the network on the CPU (default: $UPOCR_ENGINE, else auto: the fastest engine "
                     "that agrees with fp32, chosen in the background while requests run in fp32)")
 parser.add_argument("--no-mcp", action="store_true",

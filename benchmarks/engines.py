@@ -122,7 +122,7 @@ def host() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="default, paper, or a model folder (repeatable)")
-    parser.add_argument("--engine", action="append", help="fp32, bf16, int8, onnxruntime (default: all here)")
+    parser.add_argument("--engine", action="append", help="an engine of upocr.engines.ENGINES (default: all here)")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--label-images", type=int, default=8)

@@ -11,14 +11,15 @@ What it does:
    pictures the run trained with, a seed the run never validated on): removal PSNR / MSSIM / AGE / pEPs / pCEPs, also
    for the untouched input and with ``preserve_background``, plus PSNR on the text pixels alone;
    segmentation fgIoU / precision / recall / F; tampering per-class and mean IoU / F;
-3. applies the release gate, a floor that a trained, working model clears and an untrained or
-   broken one cannot: segmentation fgIoU >= ``--min-fgiou`` (0.3; predicting "all text" scores
-   about 0.03 on these scenes, "no text" 0) with precision and recall each >= ``--min-precision-recall``
-   (0.3: the mask is neither mostly noise nor mostly missing), and text-pixel error of the
-   removal at most ``--max-text-error-ratio`` (0.5) times the input's. A model that fails is not
-   released (exit 1, nothing written) unless ``--force``: an untrained or broken model must
-   never become the default that the app, the CLI and annotators see. The gate is not a quality
-   target: the card reports the measured numbers and how far they are from the paper model's;
+3. applies the release gate, a floor that the released model clears with room to spare and an
+   untrained, broken or older one cannot: segmentation fgIoU >= ``--min-fgiou`` (0.45; predicting
+   "all text" scores about 0.03 on these scenes, "no text" 0, the v1 default 0.33) with precision
+   and recall each >= ``--min-precision-recall`` (0.45: the mask is neither mostly noise nor
+   mostly missing), and text-pixel error of the removal at most ``--max-text-error-ratio`` (0.25)
+   times the input's (v2: 0.18, v1: 0.24). A model that fails is not released (exit 1, nothing
+   written) unless ``--force``: an untrained or broken model must never become the default that
+   the app, the CLI and annotators see. The gate is not a quality target: the card reports the
+   measured numbers and how far they are from the paper model's;
 4. measures the previous release (``--previous``, default: the release already at ``--out``) on
    the same scenes, so the card can set the two side by side;
 5. writes ``model.safetensors``, ``config.json``, ``metrics.json``, a model card (``README.md``)
@@ -56,9 +57,9 @@ from upocr.tasks import TAMPERED_TEXT_DETECTION, TASKS, TEXT_REMOVAL, TEXT_SEGME
 #: Seed of the held-out scenes used for release metrics (training validates on seed 1).
 RELEASE_SEED = 2
 #: The release gate's floor (see the module docs).
-MIN_FGIOU = 0.3
-MIN_PRECISION_RECALL = 0.3
-MAX_TEXT_ERROR_RATIO = 0.5
+MIN_FGIOU = 0.45
+MIN_PRECISION_RECALL = 0.45
+MAX_TEXT_ERROR_RATIO = 0.25
 EXAMPLE_WIDTH = 320
 #: The recipe the card names when the release is not told (``--recipe``).
 DEFAULT_RECIPE = "configs/default-v2.yaml"
@@ -232,6 +233,16 @@ def before_after(pipe: UPOCRPipeline, image: np.ndarray) -> Image.Image:
 # ------------------------------------------------------------------------------------- card
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as the card shows it: relative to the repository, or to ``~``, never the builder's
+    absolute home."""
+    path = Path(path).expanduser().resolve()
+    for base, prefix in ((ROOT, ""), (Path.home().resolve(), "~/")):
+        if path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    return path.as_posix()
+
+
 def _fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -320,7 +331,7 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
         "fine-tune on your data (`upocr train --init-from`).", "",
         "## Training", "",
         f"- Recipe: `{recipe}` (`upocr train --config {recipe}`); this release: "
-        f"`{run.as_posix()}`, {source}, step {info.get('step')} of {config.get('steps')}.",
+        f"`{shown_path(run)}`, {source}, step {info.get('step')} of {config.get('steps')}.",
         f"- Time and hardware: {(elapsed or 0) / 3600:.2f} h on {info.get('hardware', 'a 2-core CPU')}; "
         f"{_count(info.get('images'))} training windows seen.",
         f"- Batch: {_per_task(config.get('batch_size'))} windows of {config.get('image_size')}x"
@@ -337,6 +348,7 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
         lines.append(f"  - {task}: " + "; ".join(", ".join(f"{k}={v}" for k, v in s.items() if k != "task")
                                                  for s in specs))
     rows = _metric_rows(report)
+    tamper_iou = report[TAMPERED_TEXT_DETECTION].get("tampered_iou")
     lines += [
         "", "## Held-out metrics", "",
         f"{held['count']} scenes per task rendered at {held['size']}x{held['size']} from the held-out split "
@@ -362,7 +374,9 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
         "on TextSeg and PSNR 37.1 dB on SCUT-EnsText.",
         "- Raw text removal re-synthesises the whole image; the pipeline, the command line and the app keep "
         "its changes to the detected text by default (`preserve_background=True`).",
-        "- Tampered text is rarely told apart from real text (see the tampered IoU above).",
+        ("- It does not detect tampering: on the held-out scenes it marks (almost) no pixel as tampered, "
+         "so its tampering output only separates text from background." if (tamper_iou or 0.0) < 0.05 else
+         "- Tampered text is rarely told apart from real text (see the tampered IoU above)."),
         "- Trained on synthetic scenes only; expect lower numbers on real photographs and scans.", "",
         "## On real images", "",
         "Each row: input, text removed, text mask (pink), tampering overlay (green real text, red tampered)."
@@ -446,7 +460,7 @@ def release(run: Path, out: Path, source: str = "model", count: int = 24, size: 
             before_after(old_pipe, image).save(tmp / "examples" / f"{name}-previous.jpg", quality=85)
         pictures.append(name)
     report["training"] = {k: info.get(k) for k in ("step", "elapsed_s", "images", "hardware")}
-    report["source"] = {"run": Path(run).as_posix(), "checkpoint": source, "recipe": recipe}
+    report["source"] = {"run": shown_path(Path(run)), "checkpoint": source, "recipe": recipe}
     (tmp / "metrics.json").write_text(json.dumps(json_safe(report), indent=2) + "\n", encoding="utf-8")
     (tmp / "README.md").write_text(model_card(model, info, report, pictures, Path(run), source, recipe),
                                    encoding="utf-8")

@@ -41,7 +41,7 @@ def test_release_passed_its_gate_and_the_card_says_what_it_is():
     assert metrics["gate"]["passed"] and not metrics["gate"]["forced"]
     card = (DEFAULT_MODEL_DIR / "README.md").read_text()
     assert "did not pass" not in card
-    for needed in ("## Training", "## Held-out metrics", "## On real images", "configs/tiny-cpu.yaml"):
+    for needed in ("## Training", "## Held-out metrics", "## On real images", "configs/default-v2.yaml"):
         assert needed in card
     for line in card.splitlines():
         if line.startswith("![") and "](examples/" in line:
@@ -63,10 +63,11 @@ def test_finds_text_on_unseen_rendered_scenes(pipe):
         assert result.mask.shape == truth.shape
         metrics.update(result.mask, truth)
     scores = metrics.compute()
-    # The release gate asks fgIoU >= 0.3 with precision and recall >= 0.3 on its own held-out
-    # scenes; these are four other scenes of the same kind. Predicting "all text" scores ~0.03.
-    assert scores["fgiou"] >= 0.25, scores
-    assert scores["precision"] >= 0.25 and scores["recall"] >= 0.25, scores
+    # Four scenes in typefaces the training never used. The shipped weights score fgIoU 0.51
+    # (precision 0.57, recall 0.83) here, the first default 0.33 (0.42, 0.59): these bounds hold the
+    # release to its strokes, and the first default fails them. Predicting "all text" scores ~0.03.
+    assert scores["fgiou"] >= 0.45, scores
+    assert scores["precision"] >= 0.45 and scores["recall"] >= 0.7, scores
 
 
 def test_removal_brings_text_pixels_closer_to_the_background(pipe):
@@ -79,7 +80,9 @@ def test_removal_brings_text_pixels_closer_to_the_background(pipe):
         output = pipe(sample["image"], TEXT_REMOVAL).image.astype(np.float64)
         before.append(np.abs(sample["image"].astype(np.float64) - clean)[text].mean())
         after.append(np.abs(output - clean)[text].mean())
-    assert np.mean(after) < 0.75 * np.mean(before), (before, after)
+    # the error left on the text pixels: 0.18 of the input's with the shipped weights, 0.29 with
+    # the first default
+    assert np.mean(after) < 0.25 * np.mean(before), (before, after)
 
 
 def test_predict_without_model_uses_the_bundled_weights(monkeypatch, tmp_path):
