@@ -177,6 +177,32 @@ def test_default_sources_ship_with_packages():
     assert not any(Path(p).name in ("text.png", "page.png") for p in photos)  # no unlabelled text
 
 
+def test_application_screens_are_opt_in_and_carry_light_text_on_dark_themes():
+    """``screens`` among the background sources adds screenshots (title bar, menu, cards,
+    buttons) whose labels are exact targets; without it no scene is a screen, so every other
+    configuration renders what it rendered before."""
+    assert resolve_backgrounds().screens == () and resolve_backgrounds(["default"]).screens == ()
+    plain = get_engine(split="train")
+    assert all(plain.scene(i, 0, 128)[0].background.kind != "screen" for i in range(40))
+    seen = {}
+    for split in ("train", "heldout"):  # both splits draw screens (their fonts differ)
+        engine = get_engine(backgrounds=["default", "screens"], split=split)
+        for index in range(80):
+            scene, _ = engine.scene(index, 0, 256)
+            if scene.background.kind == "screen":
+                seen.setdefault((split, scene.background.name), index)
+    assert {("train", "dark"), ("train", "light"), ("heldout", "dark"), ("heldout", "light")} <= set(seen)
+    engine = get_engine(backgrounds=["default", "screens"], split="train")
+    sample = engine.sample(TEXT_SEGMENTATION, seen[("train", "dark")], 0, 256)
+    text = sample["target"][..., 0] > 127
+    assert text.sum() > 200  # the labels are written and their strokes are the target
+    grey = sample["image"].astype(np.float64).mean(axis=-1)
+    assert grey[text].mean() > grey[~text].mean() + 40  # light text on a dark screen
+    removal = engine.sample(TEXT_REMOVAL, seen[("train", "light")], 0, 256)
+    changed = np.abs(removal["image"].astype(int) - removal["target"].astype(int)).max(axis=-1) > 0
+    assert changed.any() and not changed[removal["mask"] == 0].any()  # the clean screen is exact
+
+
 def test_partition_rule():
     items = list(range(12))
     assert partition(items, "heldout") == [4, 9]

@@ -11,6 +11,9 @@ Three kinds of source:
 * ``document``: paper pages (paper colour, lighting gradient, grain) in several styles (plain,
   ruled, grid, form, aged, receipt). They carry no text: the text of a page is rendered by the
   engine so that its ground truth is exact.
+* ``screen`` (only when the sources name ``screens``): application screenshots in a light or a
+  dark theme: a title bar, maybe a side menu, cards and buttons, with the places (``slots``)
+  where the engine writes their labels, often light text on a dark ground.
 
 Each kind's sources are sorted and partitioned between the ``train`` and ``heldout`` splits
 (every fifth source held out, see :mod:`upocr.data.splits`).
@@ -54,6 +57,10 @@ BUNDLED_PHOTOS: tuple[str, ...] = (
 )
 TEXTURE_KINDS: tuple[str, ...] = ("bokeh", "fabric", "gradient", "marble", "metal", "noise", "stripes", "tiles", "wood")
 DOCUMENT_STYLES: tuple[str, ...] = ("aged", "form", "grid", "plain", "receipt", "ruled")
+#: Themes of the application screens (the ``screens`` source; off unless named).
+SCREEN_THEMES: tuple[str, ...] = ("dark", "light")
+#: The background source name that turns the application screens on.
+SCREENS_SOURCE = "screens"
 
 #: Decoded photos are cached per process (least recently used dropped beyond this many).
 PHOTO_CACHE_SIZE = 48
@@ -76,6 +83,8 @@ class Background:
     line_pitch: float | None = None
     #: y of each ruled line's baseline, when the page has them.
     rules: list[float] = field(default_factory=list)
+    #: Boxes (x0, y0, x1, y1) of the labels a screen has room for, one text line each.
+    slots: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -85,16 +94,23 @@ class BackgroundCatalogue:
     photos: tuple[str, ...]
     textures: tuple[str, ...] = TEXTURE_KINDS
     documents: tuple[str, ...] = DOCUMENT_STYLES
+    #: Screen themes; empty unless the sources name ``screens``, so that the scenes of every
+    #: other configuration stay exactly as they were.
+    screens: tuple[str, ...] = ()
 
     def for_split(self, split: str) -> "BackgroundCatalogue":
+        # both splits draw both themes: two themes cannot be split, and the held-out fonts
+        # already make a held-out screen new
         return BackgroundCatalogue(
             photos=tuple(partition_groups(list(self.photos), split, key=photo_group)),
             textures=tuple(partition(list(self.textures), split)),
             documents=tuple(partition(list(self.documents), split)),
+            screens=self.screens,
         )
 
     def describe(self) -> dict:
-        return {"photos": list(self.photos), "textures": list(self.textures), "documents": list(self.documents)}
+        return {"photos": list(self.photos), "textures": list(self.textures), "documents": list(self.documents),
+                "screens": list(self.screens)}
 
 
 _VARIANT_SUFFIX = re.compile(r"([_-](\d+x\d+|portrait|nologo|preview|[dl]))+$")
@@ -123,8 +139,9 @@ def default_photo_paths() -> list[str]:
 
 
 def resolve_backgrounds(backgrounds: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> BackgroundCatalogue:
-    """A catalogue for ``backgrounds``: ``None`` for the defaults, or photo files and folders, and
-    the names ``default`` and ``debian`` (see :mod:`.sources`).
+    """A catalogue for ``backgrounds``: ``None`` for the defaults, or photo files and folders, the
+    names ``default`` and ``debian`` (see :mod:`.sources`), and ``screens`` (application
+    screenshots, :func:`screen_background`).
 
     Folders are searched recursively for images; the photos are sorted by path (the order of
     the split partition). Procedural textures and document pages are always included.
@@ -136,7 +153,10 @@ def resolve_backgrounds(backgrounds: str | os.PathLike | Iterable[str | os.PathL
 
         entries = [backgrounds] if isinstance(backgrounds, (str, os.PathLike)) else list(backgrounds)
         found: set[str] = set()
+        screens = SCREEN_THEMES if SCREENS_SOURCE in entries else ()
         for entry in entries:
+            if entry == SCREENS_SOURCE:
+                continue
             if entry in ("default", "debian"):
                 from .sources import debian_files
 
@@ -150,6 +170,7 @@ def resolve_backgrounds(backgrounds: str | os.PathLike | Iterable[str | os.PathL
                 raise ValueError(f"{path}: the folder holds no images")
             found.update(str(Path(f).resolve()) for f in files)
         photos = sorted(found)
+        return BackgroundCatalogue(photos=tuple(photos), screens=screens)
     return BackgroundCatalogue(photos=tuple(photos))
 
 
@@ -449,6 +470,86 @@ def _draw_line(image, p0, p1, colour, thickness=1):
              int(thickness), lineType=cv2.LINE_AA)
 
 
+# --------------------------------------------------------------------------------------------
+# Application screens
+# --------------------------------------------------------------------------------------------
+
+
+def _fill(image: np.ndarray, box, colour, radius: int = 0) -> None:
+    """Fill ``box`` (x0, y0, x1, y1) of ``image`` with ``colour``, corners rounded by ``radius``."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    colour = tuple(float(c) for c in colour)
+    if radius <= 0:
+        cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), colour, -1)
+        return
+    radius = min(radius, (x1 - x0) // 2, (y1 - y0) // 2)
+    cv2.rectangle(image, (x0 + radius, y0), (x1 - 1 - radius, y1 - 1), colour, -1)
+    cv2.rectangle(image, (x0, y0 + radius), (x1 - 1, y1 - 1 - radius), colour, -1)
+    for cx, cy in ((x0 + radius, y0 + radius), (x1 - 1 - radius, y0 + radius), (x0 + radius, y1 - 1 - radius),
+                   (x1 - 1 - radius, y1 - 1 - radius)):
+        cv2.circle(image, (cx, cy), radius, colour, -1, lineType=cv2.LINE_AA)
+
+
+def screen_background(rng: np.random.Generator, theme: str, h: int, w: int) -> Background:
+    """An application screenshot without its text: a title bar, maybe a side menu, and cards
+    with a heading, lines and a button, in a light or a dark theme. ``slots`` are the boxes of
+    the labels; the engine writes them (:func:`upocr.data.layout.layout_screen`)."""
+    if theme not in SCREEN_THEMES:
+        raise ValueError(f"unknown screen theme {theme!r}; expected one of {', '.join(SCREEN_THEMES)}")
+    dark = theme == "dark"
+    hue = rng.random()
+    level = rng.uniform(0.06, 0.2) if dark else rng.uniform(0.9, 1.0)
+    ground = _hsv_colour(hue, rng.uniform(0, 0.15), level)
+    raised = _hsv_colour(hue, rng.uniform(0, 0.12), level + (rng.uniform(0.05, 0.12) if dark else -rng.uniform(0.03, 0.08)))
+    accent = _hsv_colour(rng.random(), rng.uniform(0.45, 0.85), rng.uniform(0.45, 0.8))
+    image = np.empty((h, w, 3), np.float32)
+    image[...] = ground
+    unit = max(14, int(round(min(h, w) * rng.uniform(0.045, 0.07))))  # one line of UI text
+    slots: list[tuple[int, int, int, int]] = []
+    bar = int(unit * rng.uniform(1.4, 2.0))
+    _fill(image, (0, 0, w, bar), accent if rng.random() < 0.4 else raised)
+    slots.append((unit // 2, (bar - unit) // 2, int(w * rng.uniform(0.35, 0.6)), (bar + unit) // 2))
+    left = 0
+    if rng.random() < 0.6:  # a side menu
+        left = int(w * rng.uniform(0.18, 0.3))
+        _fill(image, (0, bar, left, h), raised)
+        y, pitch = bar + unit // 2, int(unit * rng.uniform(1.5, 2.2))
+        chosen = int(rng.integers(0, 4))
+        for k in range(int(rng.integers(3, 9))):
+            if y + unit > h - unit // 2:
+                break
+            if k == chosen:
+                _fill(image, (unit // 4, y - unit // 4, left - unit // 4, y + unit + unit // 4), accent, unit // 4)
+            slots.append((unit // 2, y, left - unit // 3, y + unit))
+            y += pitch
+    gap = unit // 2
+    y = bar + gap
+    while y + 3 * unit < h:
+        card_h = int(min(h - gap - y, unit * rng.uniform(3.5, 8)))
+        if card_h < 3 * unit:
+            break
+        x0 = left + gap
+        _fill(image, (x0, y, w - gap, y + card_h), raised, int(unit * rng.uniform(0, 0.5)))
+        line = y + unit // 2
+        size = unit
+        for _ in range(8):  # a heading, then lines of text
+            if line + size > y + card_h - unit // 2:
+                break
+            slots.append((x0 + unit // 2, line, int(x0 + (w - gap - x0) * rng.uniform(0.45, 0.95)), line + size))
+            line += int(size * rng.uniform(1.3, 1.7))
+            size = max(unit * 2 // 3, int(unit * rng.uniform(0.6, 0.85)))
+        if rng.random() < 0.6 and line + unit < y + card_h:  # a button at the card's right
+            bw = int(unit * rng.uniform(4, 7))
+            bx = w - gap - unit // 2 - bw
+            by = y + card_h - unit // 2 - int(unit * 1.3)
+            if bx > x0 + unit and by >= line - unit // 2:
+                _fill(image, (bx, by, bx + bw, by + int(unit * 1.3)), accent, int(unit * rng.uniform(0.1, 0.65)))
+                slots.append((bx + unit // 3, by + int(unit * 0.15), bx + bw - unit // 3, by + int(unit * 1.15)))
+        y += card_h + gap
+    grain = rng.normal(0, rng.uniform(0, 0.01), (h, w, 1)).astype(np.float32)
+    return Background(np.clip(image + grain, 0, 1), "screen", theme, slots=slots)
+
+
 def document_background(rng: np.random.Generator, style: str, h: int, w: int) -> Background:
     if style not in DOCUMENT_STYLES:
         raise ValueError(f"unknown document style {style!r}; expected one of {', '.join(DOCUMENT_STYLES)}")
@@ -514,12 +615,12 @@ def document_background(rng: np.random.Generator, style: str, h: int, w: int) ->
 # --------------------------------------------------------------------------------------------
 
 #: Probabilities of the three kinds (renormalised over the kinds a catalogue has).
-KIND_WEIGHTS = {"photo": 0.45, "texture": 0.3, "document": 0.25}
+KIND_WEIGHTS = {"photo": 0.45, "texture": 0.3, "document": 0.25, "screen": 0.2}
 
 
 def choose_kind(rng: np.random.Generator, catalogue: BackgroundCatalogue) -> str:
     kinds = [k for k, items in (("photo", catalogue.photos), ("texture", catalogue.textures),
-                                ("document", catalogue.documents)) if items]
+                                ("document", catalogue.documents), ("screen", catalogue.screens)) if items]
     if not kinds:
         raise ValueError("the background catalogue is empty")
     weights = np.array([KIND_WEIGHTS[k] for k in kinds])
@@ -536,6 +637,8 @@ def make_background(rng: np.random.Generator, catalogue: BackgroundCatalogue, h:
     if kind == "texture":
         name = catalogue.textures[int(rng.integers(len(catalogue.textures)))]
         return Background(texture_background(rng, name, h, w), "texture", name)
+    if kind == "screen":
+        return screen_background(rng, catalogue.screens[int(rng.integers(len(catalogue.screens)))], h, w)
     style = catalogue.documents[int(rng.integers(len(catalogue.documents)))]
     return document_background(rng, style, h, w)
 

@@ -1,4 +1,5 @@
-"""Placing text on a background: scene text (scattered words, signs) and document pages.
+"""Placing text on a background: scene text (scattered words, signs), document pages and the
+labels of application screens.
 
 :class:`Scene` holds the text-free background, the composite and the placed text items; the
 layout functions add items to it. Items never overlap (their boxes keep a gap), so every
@@ -255,6 +256,17 @@ def layout_scene(rng: np.random.Generator, scene: Scene) -> None:
     count = max(1, int(round(rng.integers(3, 14) * np.clip(scale, 0.3, 2.0))))
     for _ in range(count):
         add_scene_word(rng, scene)
+
+
+def layout_screen(rng: np.random.Generator, scene: Scene) -> None:
+    """The labels of an application screen: one line of upright text in each of the
+    background's ``slots`` (title, menu entries, headings, lines, buttons), plain (no outline,
+    shadow or blur, as a screen draws it), in the fill colour that contrasts with its slot."""
+    for x0, y0, x1, y1 in scene.background.slots:
+        size = int(max(MIN_TEXT_PX, (y1 - y0) * rng.uniform(0.7, 0.95)))
+        make = content.phrase if rng.random() < 0.5 else content.token
+        add_scene_word(rng, scene, size=size, area=(x0, y0 - 2, x1, y1 + 2), gap=1, upright=True,
+                       effects=False, make=make)
 
 
 # --------------------------------------------------------------------------------------------

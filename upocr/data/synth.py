@@ -36,11 +36,11 @@ import cv2
 import numpy as np
 
 from ..tasks import canonical_task, get_task
-from .backgrounds import BackgroundCatalogue, make_background, resolve_backgrounds, sources_of
+from .backgrounds import SCREENS_SOURCE, BackgroundCatalogue, make_background, resolve_backgrounds, sources_of
 from .encoding import boxes_to_labels
 from .fonts import FontSpec, fonts_for_split, resolve_fonts
 from .sources import SOURCE_NAMES
-from .layout import Scene, add_scene_word, layout_document, layout_scene
+from .layout import Scene, add_scene_word, layout_document, layout_scene, layout_screen
 from .splits import HELDOUT, canonical_split
 from .tamper import REAL, TAMPERED, tamper_scene
 
@@ -181,7 +181,9 @@ class SynthEngine:
         scene_rng, tamper_rng, degrade_rng = self._streams(seed, index)
         background = make_background(scene_rng, self.backgrounds, h, w)
         scene = Scene(background, self.fonts)
-        if background.kind == "document" and scene_rng.random() < 0.85:
+        if background.kind == "screen":
+            layout_screen(scene_rng, scene)
+        elif background.kind == "document" and scene_rng.random() < 0.85:
             layout_document(scene_rng, scene)
         else:
             layout_scene(scene_rng, scene)
@@ -251,7 +253,7 @@ def _paths_key(value) -> tuple[str, ...] | None:
         return None
     items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
     # the named source sets (upocr.data.sources) stay names; paths are made absolute
-    return tuple(p if p in SOURCE_NAMES else str(Path(p).expanduser().resolve()) for p in items)
+    return tuple(p if p in SOURCE_NAMES or p == SCREENS_SOURCE else str(Path(p).expanduser().resolve()) for p in items)
 
 
 @lru_cache(maxsize=16)
