@@ -348,6 +348,21 @@ def wait_idle(page) -> None:
     )
 
 
+def restaged(page, action, button: str = "#ann-accept") -> None:
+    """Do ``action`` and wait until the editor it stages is filled again: ``button``, one of the
+    buttons the staging locks, was disabled and is enabled again. The status changes before the
+    editor is emptied, so waiting for the status alone can press a button in that moment."""
+    page.evaluate("""(sel) => {
+        const b = document.querySelector(sel);
+        window.__upocrLocked = false;
+        if (window.__upocrObserver) window.__upocrObserver.disconnect();
+        window.__upocrObserver = new MutationObserver(() => { if (b.disabled) window.__upocrLocked = true; });
+        window.__upocrObserver.observe(b, {attributes: true, attributeFilter: ['disabled']});
+    }""", button)
+    action()
+    page.wait_for_function("(sel) => window.__upocrLocked && !document.querySelector(sel).disabled", arg=button)
+
+
 def test_annotate_three_images_and_resume(page, server, tmp_path):
     images = []
     for i, name in enumerate(["street_sign.jpg", "document.png", "receipt.png"]):
@@ -362,16 +377,16 @@ def test_annotate_three_images_and_resume(page, server, tmp_path):
     page.wait_for_selector("#ann-editor canvas")
     shot(page, "11-annotate-prelabelled", "#ann-status")
 
-    # accept with the button, then with the keyboard shortcut (A)
-    page.click("#ann-accept")
+    # accept with the button, then with the keyboard shortcut (A); each moves to the next image
+    restaged(page, lambda: page.click("#ann-accept"))
     _wait_status(page, "Reviewed 1 / 3")
     page.locator("#ann-status").click()  # focus on the page, not on a text field
-    page.keyboard.press("a")
+    restaged(page, lambda: page.keyboard.press("a"))
     _wait_status(page, "Reviewed 2 / 3")
     shot(page, "12-annotate-two-accepted", "#ann-status")
 
     # a reviewed label is not replaced without confirmation
-    page.keyboard.press("p")  # back to the image accepted just before
+    restaged(page, lambda: page.keyboard.press("p"))  # back to the image accepted just before
     page.wait_for_function("() => document.querySelector('#ann-status').innerText.includes('(reviewed)')")
     page.click("#ann-accept")
     page.get_by_text("already reviewed", exact=False).first.wait_for()
