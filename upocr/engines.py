@@ -30,6 +30,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -99,20 +100,12 @@ def native_bfloat16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_features()["flags"]))
 
 
-def _onnxruntime():
+def _optional(module: str):
+    """The installed module ``module`` (an optional runtime), or None."""
     try:
-        import onnxruntime
+        return importlib.import_module(module)
     except ImportError:
         return None
-    return onnxruntime
-
-
-def _openvino():
-    try:
-        import openvino
-    except ImportError:
-        return None
-    return openvino
 
 
 def available_engines(device: torch.device | str = "cpu") -> list[str]:
@@ -124,16 +117,16 @@ def available_engines(device: torch.device | str = "cpu") -> list[str]:
         names.append("bf16")
     if {"x86", "fbgemm", "qnnpack"} & set(torch.backends.quantized.supported_engines):
         names.append("int8")
-    if _onnxruntime() is not None:
+    if _optional("onnxruntime") is not None:
         names.append("onnxruntime")
-    if _openvino() is not None:
+    if _optional("openvino") is not None:
         names += ["openvino", "openvino-bf16"] if native_bfloat16() else ["openvino"]
     return names
 
 
 def host_key(device: torch.device | str = "cpu") -> str:
     """What an engine verdict depends on besides the model: CPU, instruction sets, versions, threads."""
-    ort, ov = _onnxruntime(), _openvino()
+    ort, ov = _optional("onnxruntime"), _optional("openvino")
     parts = {**cpu_features(), "torch": torch.__version__, "onnxruntime": ort and ort.__version__,
              "openvino": ov and ov.__version__,
              "threads": torch.get_num_threads(), "device": str(torch.device(device))}
@@ -285,7 +278,7 @@ class OnnxRuntimeEngine(_GraphEngine):
     name = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
-        ort = _onnxruntime()
+        ort = _optional("onnxruntime")
         if ort is None:
             raise EngineError("the onnxruntime engine needs the onnxruntime package (pip install onnxruntime)")
         options = ort.SessionOptions()
@@ -307,7 +300,7 @@ class OpenVinoEngine(_GraphEngine):
 
     def __init__(self, path: str | os.PathLike, tasks: Sequence[str], *, precision: str = "f32",
                  threads: int | None = None):
-        ov = _openvino()
+        ov = _optional("openvino")
         if ov is None:
             raise EngineError("the openvino engines need the openvino package (pip install openvino)")
         self.name = "openvino" if precision == "f32" else f"openvino-{precision}"

@@ -140,11 +140,12 @@ def default_photo_paths() -> list[str]:
 def resolve_backgrounds(backgrounds: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> BackgroundCatalogue:
     """A catalogue for ``backgrounds``: ``None`` for the defaults, or photo files and folders, the
     names ``default`` and ``debian`` (see :mod:`.sources`), and ``screens`` (application
-    screenshots, :func:`screen_background`).
+    screenshots, :func:`upocr.data.screens.draw_screen`).
 
     Folders are searched recursively for images; the photos are sorted by path (the order of
     the split partition). Procedural textures and document pages are always included.
     """
+    screens: tuple[str, ...] = ()
     if backgrounds is None:
         photos = default_photo_paths()
     else:
@@ -169,8 +170,7 @@ def resolve_backgrounds(backgrounds: str | os.PathLike | Iterable[str | os.PathL
                 raise ValueError(f"{path}: the folder holds no images")
             found.update(str(Path(f).resolve()) for f in files)
         photos = sorted(found)
-        return BackgroundCatalogue(photos=tuple(photos), screens=screens)
-    return BackgroundCatalogue(photos=tuple(photos))
+    return BackgroundCatalogue(photos=tuple(photos), screens=screens)
 
 
 # --------------------------------------------------------------------------------------------
