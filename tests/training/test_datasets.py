@@ -330,3 +330,25 @@ def test_synthetic_crop_is_a_window_of_the_full_render():
         assert found
     with pytest.raises(ValueError, match="crop must be between"):
         build_dataset({"format": "synthetic", "task": "segmentation", "size": 64, "crop": 96})
+
+
+def _has_tampered_pixels(target: torch.Tensor) -> bool:
+    # tampered text is blue in the tampering target (red background, green real text)
+    return bool(((target[2] > 0.5) & (target[0] < 0.5)).any())
+
+
+def test_synthetic_focus_draws_windows_around_the_tampered_words():
+    def windows(focus):
+        dataset = build_dataset({"format": "synthetic", "task": "tampering", "length": 12, "size": 256, "seed": 5,
+                                 "crop": 64, "focus": focus})
+        torch.manual_seed(0)
+        return [_has_tampered_pixels(dataset[i]["target"]) for i in range(len(dataset))]
+
+    anywhere, focused = windows(0.0), windows(1.0)
+    # a 64x64 window of a 256x256 scene rarely holds the forgery; one drawn around it always does
+    assert sum(focused) >= 10 and sum(focused) > sum(anywhere) + 3, (anywhere, focused)
+    for bad in (1.5, -0.1):
+        with pytest.raises(ValueError, match="focus must be between 0 and 1"):
+            build_dataset({"format": "synthetic", "task": "tampering", "size": 256, "crop": 64, "focus": bad})
+    with pytest.raises(ValueError, match="needs crop"):
+        build_dataset({"format": "synthetic", "task": "tampering", "size": 256, "focus": 0.5})

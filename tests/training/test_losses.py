@@ -235,3 +235,21 @@ def test_foreground_weight_leaves_ignored_pixels_out():
     output[:, :, 1, :] = 9.0  # ignored pixels, huge errors
     loss, _ = masked_smooth_l1_loss([output], target, scale_weights=(1.0,), foreground_weight=5.0)
     assert math.isclose(loss.item(), 0.5, rel_tol=1e-6)
+
+
+def test_tampered_weight_counts_tampered_pixels_more_than_real_text():
+    # red background, one green (real) and one blue (tampered) pixel; the answer is all red
+    target = torch.zeros(1, 3, 2, 2)
+    target[:, 0] = 1.0
+    target[0, :, 0, 0] = torch.tensor([0.0, 1.0, 0.0])
+    target[0, :, 1, 1] = torch.tensor([0.0, 0.0, 1.0])
+    output = torch.zeros(1, 3, 2, 2)
+    output[:, 0] = 1.0
+    batch = {"image": torch.zeros(1, 3, 2, 2), "target": target}
+    plain, _ = task_loss("tampered-text-detection", [output] * 3, batch, foreground_weight=2.0)
+    weighted, _ = task_loss("tampered-text-detection", [output] * 3, batch, foreground_weight=2.0, tampered_weight=6.0)
+    # each wrong pixel: two channels off by 1 -> 1.0 summed over its 3 elements; weights real 2, tampered 6
+    assert math.isclose(plain.item(), 21 * (2 * 1.0 + 2 * 1.0) / (3 * (2 + 2 + 2)), rel_tol=1e-6)
+    assert math.isclose(weighted.item(), 21 * (2 * 1.0 + 6 * 1.0) / (3 * (2 + 6 + 2)), rel_tol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        task_loss("tampered-text-detection", [output] * 3, batch, tampered_weight=0.0)

@@ -436,6 +436,11 @@ def test_foreground_weight_option_is_checked():
     assert config.loss_options("tampered-text-detection") == {"foreground_weight": 2.0}
     assert config.loss_options("text-removal") == {}
     assert TrainConfig.from_dict({"foreground_weight": 3}).loss_options("segmentation") == {"foreground_weight": 3.0}
+    tampered = TrainConfig.from_dict({"foreground_weight": 2, "tampered_weight": 6})
+    assert tampered.loss_options("tampering") == {"foreground_weight": 2.0, "tampered_weight": 6.0}
+    assert tampered.loss_options("segmentation") == {"foreground_weight": 2.0}
+    with pytest.raises(TrainingError, match="tampered_weight must be positive"):
+        TrainConfig.from_dict({"tampered_weight": 0})
     assert TrainConfig.from_dict({}).loss_options("segmentation") == {}
     with pytest.raises(TrainingError, match="positive"):
         TrainConfig.from_dict({"foreground_weight": 0})

@@ -140,13 +140,20 @@ class PairTransform:
         return random_crop(rng, s, image, target, mask, hflip=0.0)
 
 
-def random_crop(rng: np.random.Generator, size: int, *arrays: np.ndarray, hflip: float = 0.5) -> tuple[np.ndarray, ...]:
+def random_crop(rng: np.random.Generator, size: int, *arrays: np.ndarray, hflip: float = 0.5,
+                around: tuple[int, int] | None = None) -> tuple[np.ndarray, ...]:
     """The same random ``size x size`` window of each array (all at least that large), flipped
-    horizontally with probability ``hflip`` (``hflip=0`` draws no flip from ``rng``)."""
+    horizontally with probability ``hflip`` (``hflip=0`` draws no flip from ``rng``).
+    ``around=(x, y)``: the window is drawn among those that contain that pixel."""
     h, w = arrays[0].shape[:2]
     if any(a.shape[:2] != (h, w) for a in arrays) or h < size or w < size:
         raise ValueError(f"cannot crop {size}x{size} from arrays of sizes {[a.shape[:2] for a in arrays]}")
-    y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    if around is None:
+        y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    else:
+        x, y = min(max(int(around[0]), 0), w - 1), min(max(int(around[1]), 0), h - 1)
+        y0 = int(rng.integers(max(0, y - size + 1), min(h - size, y) + 1))
+        x0 = int(rng.integers(max(0, x - size + 1), min(w - size, x) + 1))
     flip = hflip > 0 and rng.random() < hflip
     out = []
     for a in arrays:

@@ -121,9 +121,14 @@ class TamperedTextDetection(Task):
     validation_metric = "mean_iou"
 
     def loss(self, outputs, batch, vgg=None, **options):
-        """Smooth-L1 on the three outputs, ignoring 128/255 target pixels (red is background)."""
+        """Smooth-L1 on the three outputs, ignoring 128/255 target pixels (red is background).
+        ``tampered_weight``: how many times a tampered-text pixel counts (default: as real text)."""
         from ..training.losses import TAMPER_BACKGROUND, masked_smooth_l1_loss
 
+        tampered_weight = options.pop("tampered_weight", None)
+        if tampered_weight is not None:
+            colour = tuple(c / 255 for c in TAMPER_TARGET_COLOURS[TAMPERED_TEXT])
+            options["colour_weights"] = ((colour, float(tampered_weight)),)
         return masked_smooth_l1_loss(outputs, batch["target"], background=TAMPER_BACKGROUND, **options)
 
     def decode(self, output, rgb, *, threshold, mask=None, dilation=7) -> TamperingResult:

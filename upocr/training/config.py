@@ -71,6 +71,8 @@ class TrainConfig:
     foreground_weight: float | dict = field(default=1.0, metadata={
         "help": "weight of text pixels in the segmentation and tampering losses (1: the official plain mean); "
         "one number for both tasks or {task: weight}"})
+    tampered_weight: float | None = field(default=None, metadata={
+        "help": "weight of tampered-text pixels in the tampering loss (default: foreground_weight, like real text)"})
     vgg16_weights: str | None = field(default=None, metadata={
         "help": "local torchvision VGG16 weights: adds the perceptual and style terms to the removal loss"})
     cpu_budget_s: float | None = field(default=None, metadata={
@@ -148,6 +150,8 @@ class TrainConfig:
         if self.lr <= 0 or self.min_lr < 0 or self.lr_encoder_ratio < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise TrainingError("lr must be positive; min_lr, lr_encoder_ratio, weight_decay, grad_clip not negative")
         self.foreground_weight = _normalise_foreground_weight(self.foreground_weight)
+        if self.tampered_weight is not None and not float(self.tampered_weight) > 0:
+            raise TrainingError(f"tampered_weight must be positive, got {self.tampered_weight}")
         if self.forward not in ("auto", "concat", "per-task"):
             raise TrainingError(f"forward must be auto, concat or per-task, got {self.forward!r}")
         if int(self.seed) < 0:
@@ -177,7 +181,10 @@ class TrainConfig:
         weights = self.foreground_weight
         weight = weights.get(task, 1.0) if isinstance(weights, dict) else weights
         # image targets (text removal) have their own text weighting in the masked L1
-        return {} if get_task(task).target_is_image or weight == 1.0 else {"foreground_weight": float(weight)}
+        options = {} if get_task(task).target_is_image or weight == 1.0 else {"foreground_weight": float(weight)}
+        if self.tampered_weight is not None and get_task(task).forges_text:
+            options["tampered_weight"] = float(self.tampered_weight)
+        return options
 
 
 def _per_task(value, name: str, check) -> Any:

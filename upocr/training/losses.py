@@ -250,6 +250,7 @@ def masked_smooth_l1_loss(
     beta: float = 1.0,
     foreground_weight: float = 1.0,
     background: Sequence[float] = (0.0, 0.0, 0.0),
+    colour_weights: Sequence[tuple[Sequence[float], float]] = (),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Multi-scale smooth-L1 ignoring pixels whose target is ``ignore_value`` on all channels.
 
@@ -260,10 +261,12 @@ def masked_smooth_l1_loss(
     pixel whose target is not the ``background`` colour: black for segmentation, red for
     tampering) counts that many times; 1 is the official plain mean. Text covers a few percent
     of a typical image, so without it a network trained from scratch settles on "no text".
+    ``colour_weights``: ``(colour, weight)`` pairs; valid pixels whose target is that colour
+    count ``weight`` times instead (tampered text is rarer than real text).
     Returns ``(total, parts)``.
     """
-    if foreground_weight <= 0:
-        raise ValueError(f"foreground_weight must be positive, got {foreground_weight}")
+    if foreground_weight <= 0 or any(weight <= 0 for _, weight in colour_weights):
+        raise ValueError(f"loss weights must be positive, got {foreground_weight} and {list(colour_weights)}")
     outputs = _as_list(outputs)
     _check_scales(outputs, len(scale_weights))
     total = outputs[-1].new_zeros(())
@@ -280,6 +283,10 @@ def masked_smooth_l1_loss(
             colour = torch.as_tensor(background, dtype=t.dtype, device=t.device).view(1, -1, 1, 1)
             foreground = ((t - colour).abs() > 0.5).any(dim=1, keepdim=True)
             weights = weights * (1.0 + (foreground_weight - 1.0) * foreground.to(out.dtype))
+        for colour, colour_weight in colour_weights:
+            colour = torch.as_tensor(colour, dtype=t.dtype, device=t.device).view(1, -1, 1, 1)
+            hit = ((t - colour).abs() <= 0.5).all(dim=1, keepdim=True) & valid[:, :1]
+            weights = torch.where(hit, torch.full_like(weights, float(colour_weight)), weights)
         summed = torch.where(valid, elementwise * weights, torch.zeros_like(elementwise)).sum()
         scale_loss = weight * summed / weights.sum().clamp_min(1).to(out.dtype)
         parts[f"smooth_l1_scale{index}"] = scale_loss.detach()
