@@ -243,12 +243,20 @@ def check_layers(layers: Sequence[np.ndarray], shape: tuple[int, int]) -> None:
             "Load the image again and redo the correction.")
 
 
-def label_from_editor(value: dict | None, task: str, shape: tuple[int, int]) -> np.ndarray:
+#: Largest mean absolute difference (0-255) between the editor's background and the image a
+#: label is saved for: the editor returns the image losslessly, and another picture of the
+#: same size differs by far more.
+SAME_IMAGE_TOLERANCE = 2.0
+
+
+def label_from_editor(value: dict | None, task: str, shape: tuple[int, int], image: np.ndarray | None = None) -> np.ndarray:
     """The label painted in the editor (all layers together), at the image size ``shape``.
 
     Text tasks: bool mask (painted = text). Tampering: uint8 0/1/2, each painted pixel takes the
     class whose brush colour is nearest. A layer that does not line up with the image exactly is
-    refused (:func:`check_layers`), never fitted.
+    refused (:func:`check_layers`), never fitted. ``image``: the RGB image the label is for; an
+    editor whose background is another picture (one still on screen while the next loads) is
+    refused, so one image's label can never be saved as another's.
     """
     if not value:
         raise UserInputError("The editor is empty: run the model (or load an image) first.")
@@ -260,6 +268,10 @@ def label_from_editor(value: dict | None, task: str, shape: tuple[int, int]) -> 
     background = _as_rgba(value.get("background"))
     if background is not None and background.shape[:2] != tuple(shape):
         raise UserInputError("The editor shows another image than this one; nothing was saved. Load it again.")
+    if (background is not None and image is not None
+            and np.abs(background[..., :3].astype(np.int16) - image[..., :3]).mean() > SAME_IMAGE_TOLERANCE):
+        raise UserInputError("The editor still showed the previous image (the next one was loading); "
+                             "nothing was saved. Check the mask and press Accept again.")
     colours = get_task(task).colours
     if len(colours) == 1:  # a text mask: whatever is painted is text
         mask = np.zeros(shape, bool)

@@ -154,7 +154,7 @@ class TaskHandlers:
 
     def _editor_mask(self, editor, path) -> tuple[np.ndarray, np.ndarray]:
         rgb = self.ctx.read(path)
-        return rgb, core.label_from_editor(editor, TEXT_SEGMENTATION, rgb.shape[:2])
+        return rgb, core.label_from_editor(editor, TEXT_SEGMENTATION, rgb.shape[:2], image=rgb)
 
     # ---------------------------------------------------------------- removal
     def remove(self, path, keep_background: bool = True, progress=gr.Progress()):
@@ -422,7 +422,7 @@ class AnnotateHandlers:
         if ws.store.is_reviewed(rel) and not overwrite:
             raise UserInputError(f"{rel} is already reviewed: tick 'Replace reviewed labels' to save over it.")
         rgb = ws.read_image(rel)
-        label = core.label_from_editor(editor, ws.task, rgb.shape[:2])
+        label = core.label_from_editor(editor, ws.task, rgb.shape[:2], image=rgb)
         cleaned = None
         if get_task(ws.task).has_cleaned_image:
             progress(0.2, desc="Erasing inside the mask")

@@ -512,6 +512,13 @@ def compare_with_pytorch(model: nn.Module, path: str | os.PathLike,
     return ours, theirs
 
 
+#: An export whose outputs stay this close to float64 is faithful whatever PyTorch's own error:
+#: a quarter of one level of an 8-bit image. (PyTorch's float32 error depends on the host's
+#: kernels: on an AMX host it is 4e-5 where ONNX Runtime's is 2.3e-4, both far below a level.)
+FAITHFUL_ERROR = 1e-3
+
+
 def export_is_faithful(onnx_error: float, torch_error: float) -> bool:
-    """Whether the export's distance from float64 is within a few times PyTorch float32's own."""
-    return onnx_error <= 4 * torch_error + 1e-5
+    """Whether the export's distance from float64 is within a few times PyTorch float32's own,
+    or below :data:`FAITHFUL_ERROR`."""
+    return onnx_error <= max(4 * torch_error + 1e-5, FAITHFUL_ERROR)

@@ -32,9 +32,13 @@ from .tasks import (
     canonical_tasks,
     get_task,
 )
+from .tasks.tampering import TAMPERED_TEXT
 from .tiling import TileAccumulator, blend_weights, tile_windows
 
 MODES = ("resize", "tile", "auto")
+#: In tile mode an image of up to this many model-size windows' worth of pixels runs in one pass.
+WHOLE_IMAGE_WINDOWS = 3
+
 #: Folder of the project's bundled default weights (config.json + model.safetensors).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "upocr-tiny"
 #: Environment variable naming a Hub repo id or folder to use instead of the bundled weights.
@@ -98,12 +102,17 @@ class UPOCRPipeline:
             pixels high (``None``: native resolution). A first pass at the model size finds the
             text (:meth:`text_scale`); large text on a large photo then costs a few windows
             instead of dozens. Small text, or none found, keeps the native resolution.
+        whole_pixels: in tile mode, an image (after any shrinking) of at most this many pixels,
+            padded to the network stride, runs as one window rather than overlapping tiles: the
+            same network without the work the overlaps repeat, and without seams (default:
+            :data:`WHOLE_IMAGE_WINDOWS` times the model size squared; 0: always tile).
     """
 
     def __init__(self, model: UPOCR, *, device: str | torch.device | None = None, mode: str = "auto",
                  dtype: str = "float32", tile_overlap: int | None = None, batch_size: int = 1,
                  max_pixels: int | None = None, source: str | None = None, max_work_pixels: int | None = None,
-                 time_budget: float | None = None, engine: str | None = None, text_height: float | None = None):
+                 time_budget: float | None = None, engine: str | None = None, text_height: float | None = None,
+                 whole_pixels: int | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = _pick_device(device)
@@ -129,6 +138,7 @@ class UPOCRPipeline:
         if text_height is not None and not float(text_height) >= 4:
             raise ValueError(f"text_height must be at least 4 pixels, got {text_height}")
         self.text_height = None if text_height is None else float(text_height)
+        self.whole_pixels = WHOLE_IMAGE_WINDOWS * self.size**2 if whole_pixels is None else int(whole_pixels)
         from .engines import CHOICES, ENGINE_ENV
 
         self.engine_name = engine or os.environ.get(ENGINE_ENV) or "auto"
@@ -184,7 +194,18 @@ class UPOCRPipeline:
         outputs = self.predict_outputs(rgb, run, mode=mode)
         if restrict:
             mask = self._segmentation(outputs[TEXT_SEGMENTATION], rgb, threshold).mask
-        return {t: self._decode(t, outputs[t], rgb, threshold=threshold, mask=mask, dilation=dilation) for t in names}
+        return {t: self._decode(t, self.decision_output(t, outputs[t]), rgb, threshold=threshold, mask=mask,
+                                dilation=dilation) for t in names}
+
+    def decision_output(self, task: str, output: np.ndarray) -> np.ndarray:
+        """``output`` as its pixels take their class: the tampering output with the model's
+        ``tampered_bias`` added to the tampered-text channel (see :class:`UPOCR`)."""
+        bias = getattr(self.model, "tampered_bias", 0.0)
+        if not bias or not get_task(task).forges_text:
+            return output
+        shifted = np.array(output, dtype=np.float32)
+        shifted[..., TAMPERED_TEXT] += np.float32(bias)
+        return shifted
 
     def read(self, image: Any) -> np.ndarray:
         """The user's image as uint8 ``(H, W, 3)`` RGB (through :func:`upocr.io.read_image`)."""
@@ -237,7 +258,8 @@ class UPOCRPipeline:
         if self.resolve_mode(h, w, mode) == "resize":
             return self._predict_resized(_to_unit_tensor(rgb[None]), tasks)
         scale = self.work_scale(h, w, mode)
-        if self.text_height is not None and self.finds_text:
+        if self.text_height is not None and self.finds_text and h * w > self.size**2:
+            # (an image of one window: the first pass would cost as much as the job)
             scale = min(scale, self.text_scale(rgb))
         if scale >= 1.0:
             return self._predict_tiled(rgb, tasks)
@@ -332,8 +354,9 @@ class UPOCRPipeline:
         ph, pw = -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE
         padded = _pad_to(rgb, ph, pw)
         tile = self.size
-        th, tw = min(tile, ph), min(tile, pw)
-        overlap = min(self.tile_overlap, max(0, min(th, tw) - SIZE_MULTIPLE))
+        whole = ph * pw <= self.whole_pixels
+        th, tw = (ph, pw) if whole else (min(tile, ph), min(tile, pw))
+        overlap = 0 if whole else min(self.tile_overlap, max(0, min(th, tw) - SIZE_MULTIPLE))
         windows = tile_windows(ph, pw, (th, tw), overlap)
         weights = blend_weights(th, tw, overlap)  # every window is th x tw: the image is padded to at least that
         acc = {t: TileAccumulator(ph, pw, 3) for t in tasks}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
@@ -306,3 +307,37 @@ def test_a_signed_in_user_owns_their_workspaces_in_any_browser(tmp_path):
         skipped = handlers.restore({**remembered, "source": ident, "task": "text-segmentation"},
                                    "Text segmentation", None, profile)
         assert all(isinstance(v, dict) and v.get("__type__") == "update" for v in skipped)
+
+
+@pytest.mark.reliability
+def test_accept_pressed_before_the_next_image_reaches_the_editor_saves_nothing(tmp_path):
+    """Accept right after Next: the browser still shows image 0 and its mask while the state
+    already names image 1. The label of one image is never saved as another's, whatever the
+    timing; once the editor holds image 1, the same press saves image 1's mask."""
+    from demo import core
+    from demo.context import StudioContext
+    from demo.handlers import AnnotateHandlers
+
+    ctx = StudioContext.create(None, studio_dir=tmp_path / "studio", data_dir=None, max_file_bytes=1 << 20,
+                               max_pixels=None, load_error=None)
+    handlers = AnnotateHandlers(ctx)
+    archive = tmp_path / "pages.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:  # two pages of the same size, dark and light
+        for i, level in enumerate((40, 200)):
+            buffer = io.BytesIO()
+            Image.fromarray(np.full((6, 8, 3), level, np.uint8)).save(buffer, format="PNG")
+            zipped.writestr(f"batch/{i:04d}.png", buffer.getvalue())
+    state = handlers.upload([str(archive)], "Text segmentation", {"owner": "1" * 32}, None)[2]
+    ws = handlers.workspace_for(state)
+    first, second = ws.items[0], ws.items[1]
+    painted = np.zeros((6, 8), bool)
+    painted[1:4, 2:6] = True
+    on_screen = core.editor_value(ws.read_image(first), painted, "text-segmentation")
+    moved = handlers.next(state)[2]
+    assert moved["index"] == 1
+    with pytest.raises(core.UserInputError, match="still showed the previous image"):
+        handlers.accept(moved, on_screen, False)
+    assert not ws.store.is_reviewed(second) and not ws.store.is_reviewed(first)
+    loaded = core.editor_value(ws.read_image(second), painted, "text-segmentation")
+    handlers.accept(moved, loaded, False)
+    assert ws.store.is_reviewed(second) and ((ws.store.read_label(second) > 0) == painted).all()

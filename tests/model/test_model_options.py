@@ -120,3 +120,27 @@ def test_a_broken_model_folder_fails_with_one_line_naming_the_file(tmp_path, dam
     with pytest.raises((ValueError, FileNotFoundError), match=message) as caught:
         UPOCR.from_pretrained(folder)
     assert str(folder) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_tampered_bias_round_trips_and_moves_only_the_tampering_decision(tmp_path):
+    import numpy as np
+
+    from upocr import UPOCRPipeline
+
+    torch.manual_seed(0)
+    model = UPOCR.from_preset("tiny", embed_dim=8, encoder_num_heads=[1, 1, 2, 2], decoder_num_heads=[2, 2, 1, 1, 1],
+                              img_size=64, tampered_bias=0.5)
+    model.save_pretrained(tmp_path / "m")
+    loaded = UPOCR.from_pretrained(tmp_path / "m")
+    assert loaded.tampered_bias == 0.5 and loaded.config["tampered_bias"] == 0.5
+    plain = UPOCR(**{**loaded.config, "tampered_bias": 0.0})
+    plain.load_state_dict(loaded.state_dict())
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    biased, unbiased = (UPOCRPipeline(m, device="cpu", engine="fp32").run_all(image) for m in (loaded, plain))
+    raw = UPOCRPipeline(plain, device="cpu", engine="fp32").predict_outputs(image, ["tampered-text-detection"])
+    shifted = raw["tampered-text-detection"] + np.array([0, 0, 0.5], np.float32)
+    assert (biased["tampered-text-detection"].labels == shifted.argmax(-1)).all()
+    assert (biased["tampered-text-detection"].labels == 2).sum() > (unbiased["tampered-text-detection"].labels == 2).sum()
+    assert (biased["text-segmentation"].mask == unbiased["text-segmentation"].mask).all()
+    with pytest.raises(ValueError, match="tampered_bias"):
+        UPOCR.from_preset("tiny", tampered_bias=5.0)

@@ -127,3 +127,19 @@ def test_a_name_too_long_for_its_labelme_file_keeps_its_label_and_the_other_expo
     coco = json.loads((tmp_path / "lab" / "coco.json").read_text())
     assert len(coco["images"]) == 3
     assert sorted(p.name for p in (tmp_path / "lab" / "labelme").iterdir()) == ["a.json", "b.json"]
+
+
+def test_label_runs_large_images_at_the_scale_of_their_letters_by_default(micro_model_dir):
+    from upocr.cli import build_parser
+    from upocr.cli.label import LABEL_TEXT_HEIGHT
+    from upocr.cli.predict import load_pipeline
+
+    parser = build_parser()
+    label = parser.parse_args(["label", "--task", "segmentation", "in", "out", "--model", str(micro_model_dir)])
+    assert label.text_height == LABEL_TEXT_HEIGHT
+    assert load_pipeline(label).text_height == LABEL_TEXT_HEIGHT
+    native = parser.parse_args(["label", "--task", "segmentation", "in", "out", "--text-height", "0",
+                                "--model", str(micro_model_dir), "--engine", "fp32"])
+    assert load_pipeline(native).text_height is None  # 0: native resolution
+    predict = parser.parse_args(["predict", "--task", "segmentation", "in", "-o", "out", "--model", str(micro_model_dir)])
+    assert predict.text_height is None

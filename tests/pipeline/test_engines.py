@@ -285,3 +285,22 @@ def test_text_height_runs_large_text_at_its_scale_and_keeps_small_text_native():
     assert sum(windows) <= 20  # the text-scale pass and a handful of windows instead of 63
     with pytest.raises(ValueError, match="text_height"):
         UPOCRPipeline.from_pretrained(DEFAULT_MODEL, text_height=0)
+
+
+def test_an_image_of_a_few_windows_runs_in_one_pass_like_its_tiles():
+    image, ink = _page_of_words(18, width=900, height=700)
+    masks, passes = {}, {}
+    for whole in (None, 0):
+        pipe = UPOCRPipeline.from_pretrained(DEFAULT_MODEL, device="cpu", mode="tile", engine="fp32", batch_size=4,
+                                             whole_pixels=whole)
+        shapes = []
+        real_run = pipe._run
+        pipe._run = lambda batch, tasks: shapes.append(tuple(batch.shape)) or real_run(batch, tasks)
+        masks[whole] = pipe(image, "text-segmentation").mask
+        passes[whole] = shapes
+    # 900x700 (padded to 928x704) is 2.5 windows of 512x512: one pass by default, six overlapping tiles with 0
+    assert passes[None] == [(1, 3, 704, 928)]
+    assert sum(s[0] for s in passes[0]) == 6
+    one, tiled = masks[None], masks[0]
+    assert (one & tiled).sum() / (one | tiled).sum() > 0.95
+    assert (one & ink).sum() / (one | ink).sum() > 0.3  # the same model finding the same words

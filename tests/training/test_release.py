@@ -140,3 +140,36 @@ def test_release_sets_the_previous_release_beside_the_new_one(tool, run_dir, tmp
     assert "street_sign.jpg" in pictures and "street_sign-previous.jpg" in pictures
     for name in pictures:
         assert f"(examples/{name})" in card
+
+
+def test_the_tampering_decision_is_calibrated_on_validation_scenes(tool, run_dir, tmp_path):
+    """A model that ranks forged words just below real text (never first) gets the offset that
+    makes them win; the offset is saved with the weights and stated on the card."""
+    import numpy as np
+
+    from upocr.data.datasets import SyntheticDataset
+    from upocr.evaluation.evaluate import ground_truth
+
+    data = SyntheticDataset(TAMPERED_TEXT_DETECTION, seed=tool.CALIBRATION_SEED, length=4, size=96, split="heldout")
+
+    class ShyModel:  # one-hot answers, but tampered text scores 0.6 real and 0.45 tampered
+        calls = 0
+
+        def predict_outputs(self, image, tasks):
+            labels = ground_truth(data[self.calls]["target"], TAMPERED_TEXT_DETECTION)
+            self.calls += 1
+            out = np.eye(3, dtype=np.float32)[np.where(labels == 255, 0, labels)]
+            out[labels == 2] = (0.0, 0.6, 0.45)
+            return {TAMPERED_TEXT_DETECTION: out}
+
+    found = tool.calibrate_tampered_bias(ShyModel(), size=96, count=4)
+    assert found["tampered_iou_without"] == 0.0 and found["tampered_iou"] == 1.0
+    assert found["bias"] == 0.2  # the smallest offset of the grid that puts tampered text first
+    assert found["mean_iou"] > found["mean_iou_without"] and found["seed"] != tool.RELEASE_SEED
+
+    out = tmp_path / "release"
+    report = tool.release(run_dir, out, count=2, size=128, force=True)
+    bias = report["tampering_calibration"]["bias"]
+    assert UPOCR.from_pretrained(out).tampered_bias == bias
+    assert json.loads((out / "metrics.json").read_text())["tampering_calibration"]["bias"] == bias
+    assert f"`tampered_bias` {bias:g}" in (out / "README.md").read_text()

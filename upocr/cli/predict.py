@@ -29,8 +29,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs the model."""
+def add_model_arguments(p: argparse.ArgumentParser, *, text_height: float | None = None) -> None:
+    """Options shared by every command that runs the model (``text_height``: this command's
+    default for ``--text-height``)."""
     p.add_argument("--model", help="Hub repo id, model folder or official .pth (default: the bundled weights)")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     p.add_argument("--mode", choices=("resize", "tile", "auto"), default="auto",
@@ -50,10 +51,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-work-pixels", type=int, default=None,
                    help="tile mode: run images larger than this many pixels at the largest scale within it and "
                    "bring the results back to their size (default: no limit)")
-    p.add_argument("--text-height", type=float, default=None, metavar="PIXELS",
-                   help="tile mode: run each image at the scale where its text is about this many pixels high "
-                   "(a first pass finds the text; small text keeps the native resolution; 24 suits the bundled "
-                   "model; default: native resolution)")
+    default = "native resolution" if text_height is None else f"{text_height:g}"
+    p.add_argument("--text-height", type=float, default=text_height, metavar="PIXELS",
+                   help="tile mode: run each image larger than the model size at the scale where its letters are "
+                   "about this many pixels high (a first pass finds them; small text keeps the native resolution; "
+                   f"0: native resolution; default: {default})")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="tile mode: stop an image that takes longer than this and report it as failed "
                    "(default: no limit)")
@@ -71,7 +73,7 @@ def load_pipeline(args: argparse.Namespace):
                                              max_work_pixels=getattr(args, "max_work_pixels", None),
                                              time_budget=getattr(args, "time_budget", None),
                                              engine=getattr(args, "engine", None),
-                                             text_height=getattr(args, "text_height", None))
+                                             text_height=getattr(args, "text_height", None) or None)
         _prepare_engine(pipe)
         return pipe
     except NoDefaultWeightsError as error:

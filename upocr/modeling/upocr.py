@@ -86,6 +86,11 @@ class UPOCR(
       texture come back from the pixels rather than from 4x4 patches.
     * ``removal_residual``: text removal predicts an edit of the input (the input, average-pooled
       to each output's scale, is added to the raw output), so untouched pixels need no synthesis.
+    * ``tampered_bias``: a decision offset of the trained weights, not part of the network: the
+      pipeline adds it to the tampered-text channel of the tampering output before each pixel
+      takes its class (0: the official argmax). A model that ranks forged words above real ones
+      but rarely puts them first gets it from a calibration on validation scenes
+      (``tools/release_default_model.py``).
     """
 
     def __init__(
@@ -109,6 +114,7 @@ class UPOCR(
         img_size: int = 512,
         detail_channels: Sequence[int] | None = None,
         removal_residual: bool = False,
+        tampered_bias: float = 0.0,
     ):
         super().__init__()
         validate_config(embed_dim=embed_dim, encoder_depths=encoder_depths, encoder_num_heads=encoder_num_heads,
@@ -116,7 +122,7 @@ class UPOCR(
                         decoder_num_heads=decoder_num_heads, decoder_window_size=decoder_window_size,
                         mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, patch_size=patch_size,
                         in_chans=in_chans, out_chans=out_chans, img_size=img_size,
-                        detail_channels=detail_channels)
+                        detail_channels=detail_channels, tampered_bias=tampered_bias)
         self.tasks = [canonical_task(t) for t in tasks]
         self.img_size = int(img_size)
         if not task_prompt and len(self.tasks) != 1:
@@ -134,6 +140,7 @@ class UPOCR(
                                      detail_channels=detail_channels or ())
         self.detail = DetailCapture(in_chans, detail_channels) if detail_channels else None
         self.removal_residual = bool(removal_residual)
+        self.tampered_bias = float(tampered_bias)
         if self.removal_residual and (TEXT_REMOVAL not in self.tasks or in_chans != out_chans):
             raise ValueError("removal_residual needs the text-removal task and as many output as input channels")
         self.apply(_init_weights)
@@ -343,6 +350,9 @@ def validate_config(**config) -> None:
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 16:
             raise ValueError(f"config field {name} must be a number in 0..16, got {value!r}")
+    bias = config.get("tampered_bias", 0.0)
+    if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -1 <= bias <= 1:
+        raise ValueError(f"config field tampered_bias must be a number in -1..1, got {bias!r}")
     if config.get("detail_channels"):
         channels = int_list("detail_channels", config["detail_channels"], 256)
         if len(channels) > 2:
