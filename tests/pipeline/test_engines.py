@@ -304,3 +304,18 @@ def test_an_image_of_a_few_windows_runs_in_one_pass_like_its_tiles():
     one, tiled = masks[None], masks[0]
     assert (one & tiled).sum() / (one | tiled).sum() > 0.95
     assert (one & ink).sum() / (one | ink).sum() > 0.3  # the same model finding the same words
+
+
+def test_the_paper_benchmark_sets_each_engine_beside_the_reference_computation(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paper_vs_reference", REPO / "benchmarks" / "paper_vs_reference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--size", "64", "--engine", "fp32", "--repeat", "1"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert "fp32_gemm_gflops" in lines[0]["host"]
+    runs = {line["engine"]: line for line in lines[1:]}
+    assert set(runs) == {"reference", "fp32"} and runs["reference"]["ratio_to_reference"] == 1.0
+    assert runs["fp32"]["seconds"] > 0 and runs["fp32"]["ratio_to_reference"] == pytest.approx(
+        runs["fp32"]["seconds"] / runs["reference"]["seconds"], rel=0.01)

@@ -167,6 +167,17 @@ def test_the_tampering_decision_is_calibrated_on_validation_scenes(tool, run_dir
     assert found["bias"] == 0.2  # the smallest offset of the grid that puts tampered text first
     assert found["mean_iou"] > found["mean_iou_without"] and found["seed"] != tool.RELEASE_SEED
 
+    class Eager(ShyModel):  # the opposite: forged words are sure, real text scores 0.45 real and 0.6 tampered
+        def predict_outputs(self, image, tasks):
+            labels = ground_truth(data[self.calls]["target"], TAMPERED_TEXT_DETECTION)
+            out = super().predict_outputs(image, tasks)[TAMPERED_TEXT_DETECTION]
+            out[labels == 2] = (0.0, 0.0, 1.0)
+            out[labels == 1] = (0.0, 0.45, 0.6)
+            return {TAMPERED_TEXT_DETECTION: out}
+
+    eager = tool.calibrate_tampered_bias(Eager(), size=96, count=4)
+    assert eager["bias"] == -0.2 and eager["mean_iou"] == 1.0  # real text back first, tampered text kept
+
     out = tmp_path / "release"
     report = tool.release(run_dir, out, count=2, size=128, force=True)
     bias = report["tampering_calibration"]["bias"]
