@@ -57,7 +57,7 @@ from upocr.data.datasets import SyntheticDataset  # noqa: E402
 from upocr.evaluation.evaluate import evaluate, ground_truth, image_to_uint8, json_safe  # noqa: E402
 from upocr.evaluation.metrics import TamperingMetrics  # noqa: E402
 from upocr.results import TextRemovalResult  # noqa: E402
-from upocr.tasks.tampering import TAMPERED_TEXT  # noqa: E402
+from upocr.tasks.tampering import shift_tampered  # noqa: E402
 from upocr.tasks import TAMPERED_TEXT_DETECTION, TASKS, TEXT_REMOVAL, TEXT_SEGMENTATION  # noqa: E402
 
 #: Seed of the held-out scenes used for release metrics (training validates on seed 1).
@@ -124,9 +124,7 @@ def calibrate_tampered_bias(pipe: UPOCRPipeline, size: int, count: int = CALIBRA
     for bias in BIAS_GRID:
         metrics = TamperingMetrics()
         for output, truth in scored:
-            shifted = output.copy()
-            shifted[..., TAMPERED_TEXT] += bias
-            metrics.update(shifted.argmax(-1), truth)
+            metrics.update(shift_tampered(output, bias).argmax(-1), truth)
         found[bias] = metrics.compute()
     best = max(BIAS_GRID, key=lambda b: (round(found[b]["mean_iou"], 6), -abs(b)))
     return {"seed": CALIBRATION_SEED, "count": count, "size": size, "bias": best,

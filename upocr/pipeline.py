@@ -32,7 +32,7 @@ from .tasks import (
     canonical_tasks,
     get_task,
 )
-from .tasks.tampering import TAMPERED_TEXT
+from .tasks.tampering import shift_tampered
 from .tiling import TileAccumulator, blend_weights, tile_windows
 
 MODES = ("resize", "tile", "auto")
@@ -203,9 +203,7 @@ class UPOCRPipeline:
         bias = getattr(self.model, "tampered_bias", 0.0)
         if not bias or not get_task(task).forges_text:
             return output
-        shifted = np.array(output, dtype=np.float32)
-        shifted[..., TAMPERED_TEXT] += np.float32(bias)
-        return shifted
+        return shift_tampered(output, bias)
 
     def read(self, image: Any) -> np.ndarray:
         """The user's image as uint8 ``(H, W, 3)`` RGB (through :func:`upocr.io.read_image`)."""

@@ -111,6 +111,14 @@ def tampering_target(labels: np.ndarray) -> np.ndarray:
     return _TAMPER_PALETTE[labels]
 
 
+def shift_tampered(output: np.ndarray, bias: float) -> np.ndarray:
+    """A float32 copy of a tampering output ``(..., 3)`` with ``bias`` added to its tampered-text
+    channel: the decision offset of a model's ``tampered_bias``."""
+    shifted = np.array(output, dtype=np.float32)
+    shifted[..., TAMPERED_TEXT] += np.float32(bias)
+    return shifted
+
+
 class TamperedTextDetection(Task):
     name = TAMPERED_TEXT_DETECTION
     short_name = "tam"
