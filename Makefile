@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser clean training-assets
+.PHONY: demo test install browser system-packages clean training-assets
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python app.py $(ARGS)
 
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+# what the tests need from the system: Chromium (browser tests) and a C++ compiler (torch.compile)
+system-packages:
+	@pkgs=""; command -v chromium >/dev/null 2>&1 || pkgs="chromium"; command -v g++ >/dev/null 2>&1 || pkgs="$$pkgs g++"; \
+	[ -z "$$pkgs" ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; fi; }
 
-test: $(STAMP) browser
+browser: system-packages
+
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # fonts and photos of the default model's training data (Debian packages, configs/training-packages.txt)

@@ -26,6 +26,7 @@ def load_pipeline(model: str | None = None, **kwargs):
     try:
         kwargs.setdefault("max_work_pixels", DEFAULT_MAX_WORK_PIXELS)
         kwargs.setdefault("time_budget", DEFAULT_TIME_BUDGET)
+        kwargs.setdefault("long_running", True)  # a server: auto may pick an engine that compiles
         pipeline = UPOCRPipeline.from_pretrained(model, **kwargs)
         pipeline.prepare_engine(background=True)  # requests run in float32 until the engine is chosen
         return pipeline, None

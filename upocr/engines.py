@@ -13,7 +13,11 @@ list of tasks, and returns the final-scale outputs ``{task: (B, 3, h, w)}``, exa
   and tasks) and run by ONNX Runtime's CPU provider;
 - ``openvino``: the same graph compiled by OpenVINO for the CPU at float32 precision, and
   ``openvino-bf16``: compiled with bfloat16 inference precision (offered where the CPU computes
-  bfloat16 natively).
+  bfloat16 natively);
+- ``compile-bf16``: the same graph compiled by ``torch.compile`` (TorchInductor, weights frozen
+  into the graph) under bfloat16 autocast (offered where the CPU computes bfloat16 natively and a
+  C++ compiler is installed). It compiles once per input shape, tens of seconds each time, so
+  ``auto`` offers it only to long-lived work (:data:`COMPILED`).
 
 ``auto`` (:func:`resolve_engine`) runs a short calibration (:func:`calibrate`): each available
 engine on the bundled examples and on rendered scenes, its outputs compared with fp32 through
@@ -34,6 +38,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 import threading
 import time
@@ -43,19 +48,26 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .io import atomic_write_json
 from .tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
 
-ENGINES = ("fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16")
+ENGINES = ("fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16", "compile-bf16")
+#: Engines that compile the network for every new input shape (a first pass at a shape takes
+#: tens of seconds): ``auto`` picks them only for long-lived work, such as the app and
+#: ``upocr label`` (``resolve_engine(..., compiled=True)``), never for a one-off prediction.
+COMPILED = ("compile-bf16",)
+#: A compiled engine compiles at most this many input shapes; others run in eager bfloat16.
+MAX_COMPILED_SHAPES = 6
 CHOICES = ("auto", *ENGINES)
 #: Environment variable naming the engine when none is given (default ``auto``).
 ENGINE_ENV = "UPOCR_ENGINE"
 #: An engine must be at least this much faster than fp32 to be chosen over it.
 MIN_SPEEDUP = 1.1
 #: Bumped whenever the calibration's inputs or rules change (old verdicts are then ignored).
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3
 _EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
@@ -121,7 +133,14 @@ def available_engines(device: torch.device | str = "cpu") -> list[str]:
         names.append("onnxruntime")
     if _optional("openvino") is not None:
         names += ["openvino", "openvino-bf16"] if native_bfloat16() else ["openvino"]
+    if native_bfloat16() and _cxx_compiler():
+        names.append("compile-bf16")
     return names
+
+
+def _cxx_compiler() -> str | None:
+    """The C++ compiler TorchInductor builds its CPU kernels with (``$CXX``, else ``g++``/``c++``)."""
+    return next((found for c in (os.environ.get("CXX"), "g++", "c++") if c and (found := shutil.which(c))), None)
 
 
 def host_key(device: torch.device | str = "cpu") -> str:
@@ -317,6 +336,76 @@ class OpenVinoEngine(_GraphEngine):
             return self.request.get_output_tensor(0).data.copy()
 
 
+class CompiledEngine(Engine):
+    """The exported graph's computation (images and task indices in) compiled by
+    ``torch.compile`` for the CPU under bfloat16 autocast, with the weights frozen into the graph
+    (TorchInductor's ``freezing``): elementwise work, normalisations and layout copies become
+    fused, vectorised kernels around oneDNN's bfloat16 matrix products.
+
+    Shapes are static: each image size and number of tasks is compiled on its first pass (30-80 s
+    on two cores; images of a batch run one at a time, so the batch size is not a shape). At most
+    ``max_shapes`` are compiled; a pass at any other shape runs the same model in eager bfloat16.
+    Inputs are padded (mirrored) to multiples of :attr:`size_multiple`, which bounds the number of
+    shapes a folder of photos can bring, and the outputs cropped back. One pass at a time."""
+
+    name = "compile-bf16"
+    #: Sides are padded to multiples of this before compiling (so nearby sizes share a graph).
+    size_multiple = 128
+
+    def __init__(self, model: nn.Module, *, max_shapes: int = MAX_COMPILED_SHAPES):
+        self.tasks = [canonical_task(t) for t in model.tasks]
+        self.eager = _ExportWrapper(copy.deepcopy(model).to("cpu").float().eval()).eval()
+        self.compiled = torch.compile(self.eager, dynamic=False, options={"freezing": True})
+        self.max_shapes = int(max_shapes)
+        self.shapes: set[tuple] = set()
+        self._lock = threading.Lock()
+
+    def warm_up(self, size: int, tasks: Sequence[str]) -> None:
+        """Compile the passes of a ``size x size`` image for one task, two tasks (text removal
+        kept to the text mask) and all ``tasks``: the app's passes in resize mode."""
+        tasks = list(tasks)
+        for count in sorted({1, min(2, len(tasks)), len(tasks)}):
+            self.run(torch.zeros(1, 3, size, size), tasks[:count])
+
+    def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        tasks = [canonical_task(t) for t in tasks]
+        missing = [t for t in tasks if t not in self.tasks]
+        if missing:
+            raise EngineError(f"this model serves {', '.join(self.tasks)}, not {', '.join(missing)}")
+        indices = torch.tensor([self.tasks.index(t) for t in tasks], dtype=torch.long)
+        h, w = batch.shape[-2:]
+        m = self.size_multiple
+        ph, pw = -(-h // m) * m, -(-w // m) * m
+        outs = []
+        with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            for image in batch.detach().to("cpu", torch.float32).split(1):
+                if (ph, pw) != (h, w):
+                    mode = "reflect" if ph - h < h and pw - w < w else "replicate"
+                    image = F.pad(image, (0, pw - w, 0, ph - h), mode=mode)
+                key = (ph, pw, len(tasks))
+                if key not in self.shapes and len(self.shapes) < self.max_shapes:
+                    self.shapes.add(key)
+                run = self.compiled if key in self.shapes else self.eager
+                outs.append(run(image.contiguous(), indices)[..., :h, :w].float())
+        out = torch.cat(outs, dim=1)  # (T, B, 3, h, w)
+        return {t: out[i] for i, t in enumerate(tasks)}
+
+
+_compiled_engines: dict[str, CompiledEngine] = {}
+_compiled_lock = threading.Lock()
+
+
+def compiled_engine(model: nn.Module) -> CompiledEngine:
+    """The :class:`CompiledEngine` of ``model`` (one per model in a process, so its compiled
+    shapes serve every pipeline that uses the model)."""
+    key = model_fingerprint(model)
+    with _compiled_lock:
+        engine = _compiled_engines.get(key)
+        if engine is None:
+            engine = _compiled_engines[key] = CompiledEngine(model)
+    return engine
+
+
 _export_lock = threading.Lock()
 
 
@@ -341,7 +430,9 @@ def build_engine(name: str, model: nn.Module, device: torch.device | str = "cpu"
                "int8": "this PyTorch build has no quantised CPU kernels",
                "onnxruntime": "onnxruntime is not installed (pip install onnxruntime)",
                "openvino": "openvino is not installed (pip install openvino)",
-               "openvino-bf16": "it needs openvino and a CPU with native bfloat16 (AVX512-BF16 or AMX)"}.get(name, "")
+               "openvino-bf16": "it needs openvino and a CPU with native bfloat16 (AVX512-BF16 or AMX)",
+               "compile-bf16": "it needs a CPU with native bfloat16 (AVX512-BF16 or AMX) and a C++ compiler (g++)",
+               }.get(name, "")
         raise EngineError(f"the {name} engine is not available on {device.type}: {why}")
     if name == "fp32":
         return TorchEngine(model, device)
@@ -349,6 +440,8 @@ def build_engine(name: str, model: nn.Module, device: torch.device | str = "cpu"
         return TorchEngine(model, device, name="bf16", autocast=torch.bfloat16)
     if name == "int8":
         return TorchEngine(quantized_copy(model), "cpu", name="int8")
+    if name == "compile-bf16":
+        return compiled_engine(model)
     if name.startswith("openvino"):
         return OpenVinoEngine(onnx_for(model), model.tasks, precision="bf16" if name == "openvino-bf16" else "f32")
     return OnnxRuntimeEngine(onnx_for(model))
@@ -370,13 +463,23 @@ class Calibration:
     def agrees(self, name: str) -> bool:
         return all(a["ok"] for a in self.agreement.get(name, {}).values())
 
+    def choose(self, compiled: bool = False) -> str:
+        """The fastest engine that agrees with fp32 and beats it by :data:`MIN_SPEEDUP` (else
+        fp32); engines of :data:`COMPILED` only with ``compiled=True``. ``chosen`` is the choice
+        without them."""
+        usable = [n for n in self.seconds if (n == "fp32" or self.agrees(n)) and (compiled or n not in COMPILED)]
+        fastest = min(usable, key=self.seconds.get)
+        return fastest if fastest == "fp32" or self.seconds["fp32"] / self.seconds[fastest] >= MIN_SPEEDUP else "fp32"
+
     def summary(self) -> str:
         rows = []
         for name, secs in self.seconds.items():
             worst = ", ".join(f"{t.split('-')[-1]} {a['value']:.4g}" for t, a in self.agreement.get(name, {}).items())
             rows.append(f"{name}: {secs * 1000:.0f} ms" + (f" ({worst})" if worst else "")
                         + ("" if self.agrees(name) else " disagrees"))
-        return f"engine {self.chosen}; " + "; ".join(rows)
+        lasting = self.choose(compiled=True)
+        also = f" ({lasting} for long runs)" if lasting != self.chosen else ""
+        return f"engine {self.chosen}{also}; " + "; ".join(rows)
 
 
 def calibration_images(size: int, count: int = 2) -> list[np.ndarray]:
@@ -413,12 +516,15 @@ def _passes(engine: Engine, batches: list[torch.Tensor], tasks: list[str]) -> tu
 
 
 def calibrate(model: nn.Module, device: torch.device | str = "cpu", *, engines: Sequence[str] | None = None,
-              images: Sequence[np.ndarray] | None = None) -> Calibration:
-    """Run every engine in ``engines`` (default: all available) on ``images`` (default:
-    :func:`calibration_images` at the model size) for all the model's tasks; keep as ``chosen``
-    the fastest that agrees with fp32 (and beats it by :data:`MIN_SPEEDUP`)."""
+              images: Sequence[np.ndarray] | None = None, compiled: bool = False) -> Calibration:
+    """Run every engine in ``engines`` (default: all available, those of :data:`COMPILED` only
+    with ``compiled=True``) on ``images`` (default: :func:`calibration_images` at the model size)
+    for all the model's tasks; keep as ``chosen`` the fastest that agrees with fp32 (and beats it
+    by :data:`MIN_SPEEDUP`) among the engines that need no compiling per shape
+    (:meth:`Calibration.choose` also weighs those)."""
     device = torch.device(device)
-    names = [n for n in (engines or available_engines(device)) if n != "fp32"]
+    names = [n for n in (engines or available_engines(device)) if n != "fp32" and (
+        engines or compiled or n not in COMPILED)]
     size = int(getattr(model, "img_size", 256))
     images = list(images) if images is not None else calibration_images(size)
     tasks = list(model.tasks)
@@ -435,9 +541,7 @@ def calibrate(model: nn.Module, device: torch.device | str = "cpu", *, engines: 
         timings[name] = seconds
         agreement[name] = _agreement(tasks, reference, outputs)
     verdict = Calibration("fp32", timings, agreement, cpu_features(), model_fingerprint(model), size)
-    fastest = min((n for n in timings if n == "fp32" or verdict.agrees(n)), key=timings.get)
-    if fastest != "fp32" and timings["fp32"] / timings[fastest] >= MIN_SPEEDUP:
-        verdict.chosen = fastest
+    verdict.chosen = verdict.choose()
     return verdict
 
 
@@ -459,39 +563,50 @@ def _verdict_path(model: nn.Module, device) -> Path:
     return cache_dir() / "engines" / f"{host_key(device)}-{model_fingerprint(model)}.json"
 
 
-def cached_calibration(model: nn.Module, device: torch.device | str = "cpu") -> Calibration | None:
-    """The stored verdict for this host and model, or None (missing, unreadable or outdated)."""
+def cached_calibration(model: nn.Module, device: torch.device | str = "cpu", *,
+                       compiled: bool = False) -> Calibration | None:
+    """The stored verdict for this host and model, or None (missing, unreadable, outdated, or
+    with ``compiled=True`` not yet measuring the engines of :data:`COMPILED` this host has)."""
     try:
         data = json.loads(_verdict_path(model, device).read_text())
         verdict = Calibration(**data)
     except (OSError, ValueError, TypeError):
         return None
-    return verdict if verdict.version == CALIBRATION_VERSION and verdict.chosen in available_engines(device) else None
+    here = set(available_engines(device))
+    if verdict.version != CALIBRATION_VERSION or not set(verdict.seconds) <= here:
+        return None
+    if compiled and not (here & set(COMPILED)) <= set(verdict.seconds):
+        return None
+    return verdict
 
 
 _calibration_lock = threading.Lock()
 
 
-def needs_calibration(name: str | None, model: nn.Module, device: torch.device | str = "cpu") -> bool:
+def needs_calibration(name: str | None, model: nn.Module, device: torch.device | str = "cpu", *,
+                      compiled: bool = False) -> bool:
     """Whether resolving ``name`` will calibrate first (``auto`` without a stored verdict)."""
     name = name or os.environ.get(ENGINE_ENV) or "auto"
-    return name == "auto" and torch.device(device).type == "cpu" and cached_calibration(model, device) is None
+    return (name == "auto" and torch.device(device).type == "cpu"
+            and cached_calibration(model, device, compiled=compiled) is None)
 
 
-def resolve_engine(name: str | None, model: nn.Module, device: torch.device | str = "cpu") -> tuple[Engine, Calibration | None]:
+def resolve_engine(name: str | None, model: nn.Module, device: torch.device | str = "cpu", *,
+                   compiled: bool = False) -> tuple[Engine, Calibration | None]:
     """The engine to use: ``name``, or ``$UPOCR_ENGINE``, or ``auto`` (the cached verdict for
-    this host and model, else a fresh calibration that is then stored)."""
+    this host and model, else a fresh calibration that is then stored). ``compiled``: the caller
+    runs many images, so ``auto`` may pick an engine that compiles per input shape."""
     name = name or os.environ.get(ENGINE_ENV) or "auto"
     if name not in CHOICES:
         raise ValueError(f"engine must be one of {', '.join(CHOICES)}, got {name!r}")
     if name != "auto":
         return build_engine(name, model, device), None
     with _calibration_lock:
-        verdict = cached_calibration(model, device)
+        verdict = cached_calibration(model, device, compiled=compiled)
         if verdict is None:
-            verdict = calibrate(model, device)
+            verdict = calibrate(model, device, compiled=compiled)
             atomic_write_json(_verdict_path(model, device), dataclasses.asdict(verdict))
-    return build_engine(verdict.chosen, model, device), verdict
+    return build_engine(verdict.choose(compiled), model, device), verdict
 
 
 def compare_with_pytorch(model: nn.Module, path: str | os.PathLike,

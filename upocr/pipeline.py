@@ -102,6 +102,10 @@ class UPOCRPipeline:
             pixels high (``None``: native resolution). A first pass at the model size finds the
             text (:meth:`text_scale`); large text on a large photo then costs a few windows
             instead of dozens. Small text, or none found, keeps the native resolution.
+        long_running: this pipeline will run many images (the app, ``upocr label``): ``auto`` may
+            then pick an engine that compiles the network for each new input shape
+            (:data:`upocr.engines.COMPILED`), and :meth:`prepare_engine` in the background
+            compiles the model-size shapes before the engine is used.
         whole_pixels: in tile mode, an image (after any shrinking) of at most this many pixels,
             padded to the network stride, runs as one window rather than overlapping tiles: the
             same network without the work the overlaps repeat, and without seams (default:
@@ -112,7 +116,7 @@ class UPOCRPipeline:
                  dtype: str = "float32", tile_overlap: int | None = None, batch_size: int = 1,
                  max_pixels: int | None = None, source: str | None = None, max_work_pixels: int | None = None,
                  time_budget: float | None = None, engine: str | None = None, text_height: float | None = None,
-                 whole_pixels: int | None = None):
+                 whole_pixels: int | None = None, long_running: bool = False):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = _pick_device(device)
@@ -146,6 +150,7 @@ class UPOCRPipeline:
             raise ValueError(f"engine must be one of {', '.join(CHOICES)}, got {self.engine_name!r}")
         if self.dtype is not None or self.device.type != "cpu":
             self.engine_name = "fp32"  # an explicit autocast dtype, or a GPU: the PyTorch model as asked
+        self.long_running = bool(long_running)
         self._engine = self._torch = self._preparing = None
         self.calibration = None
         self._engine_lock = threading.Lock()
@@ -279,11 +284,16 @@ class UPOCRPipeline:
 
     def prepare_engine(self, background: bool = False) -> None:
         """Resolve the engine now (calibrating when ``auto`` has no cached verdict for this host
-        and model), or in a daemon thread with ``background=True`` (as the app does at start)."""
+        and model), or in a daemon thread with ``background=True`` (as the app does at start; an
+        engine that compiles per shape then also compiles the model-size passes there first)."""
         if background:
-            self._preparing = threading.Thread(target=self.prepare_engine, name="upocr-engine", daemon=True)
+            self._preparing = threading.Thread(target=self._resolve_engine, kwargs={"warm": True},
+                                               name="upocr-engine", daemon=True)
             self._preparing.start()
             return
+        self._resolve_engine(warm=False)
+
+    def _resolve_engine(self, warm: bool) -> None:
         from .engines import resolve_engine
 
         with self._engine_lock:
@@ -291,7 +301,11 @@ class UPOCRPipeline:
                 if self.engine_name == "fp32":
                     self._engine = self._torch_engine()
                 else:
-                    self._engine, self.calibration = resolve_engine(self.engine_name, self.model, self.device)
+                    engine, self.calibration = resolve_engine(self.engine_name, self.model, self.device,
+                                                              compiled=self.long_running)
+                    if warm and hasattr(engine, "warm_up"):
+                        engine.warm_up(self.size, self.model.tasks)
+                    self._engine = engine
 
     def _torch_engine(self):
         """The PyTorch model as asked: float32, or under autocast for ``dtype`` (float16 by default

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if group.distributed:
         config.progress_desc = f"upocr label {config.task} [rank {group.rank}/{group.world_size}]"
         config.progress = config.progress and group.is_main
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, long_running=True)
     if pipe is None:
         return 1
     if config.task not in pipe.tasks:

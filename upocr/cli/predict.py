@@ -42,7 +42,8 @@ def add_model_arguments(p: argparse.ArgumentParser, *, text_height: float | None
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="compute precision (bfloat16 is faster on CPUs that support it)")
     # upocr.engines.CHOICES, written out so that building the parser does not import torch
-    p.add_argument("--engine", choices=("auto", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16"),
+    p.add_argument("--engine", choices=("auto", "fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16",
+                                          "compile-bf16"),
                    default=None,
                    help="who runs the network on the CPU: auto (default, or $UPOCR_ENGINE) picks the fastest engine "
                    "whose outputs agree with fp32 on this host, from a calibration cached per host and model")
@@ -61,8 +62,9 @@ def add_model_arguments(p: argparse.ArgumentParser, *, text_height: float | None
                    "(default: no limit)")
 
 
-def load_pipeline(args: argparse.Namespace):
-    """The pipeline the model options name; prints a clear message and returns None on failure."""
+def load_pipeline(args: argparse.Namespace, *, long_running: bool = False):
+    """The pipeline the model options name; prints a clear message and returns None on failure.
+    ``long_running``: the command runs many images (``auto`` may pick an engine that compiles)."""
     from ..engines import EngineError
     from ..pipeline import NoDefaultWeightsError, UPOCRPipeline
 
@@ -73,7 +75,8 @@ def load_pipeline(args: argparse.Namespace):
                                              max_work_pixels=getattr(args, "max_work_pixels", None),
                                              time_budget=getattr(args, "time_budget", None),
                                              engine=getattr(args, "engine", None),
-                                             text_height=getattr(args, "text_height", None) or None)
+                                             text_height=getattr(args, "text_height", None) or None,
+                                             long_running=long_running)
         _prepare_engine(pipe)
         return pipe
     except NoDefaultWeightsError as error:
@@ -89,10 +92,10 @@ def _prepare_engine(pipe) -> None:
     """Choose the engine before the first image, saying so when that takes a calibration."""
     from ..engines import needs_calibration
 
-    calibrates = needs_calibration(pipe.engine_name, pipe.model, pipe.device)
+    calibrates = needs_calibration(pipe.engine_name, pipe.model, pipe.device, compiled=pipe.long_running)
     if calibrates:
         print("upocr: measuring which engine runs this model fastest on this host (once per host and model; "
-              "about a minute)...", file=sys.stderr)
+              "about a minute, a few more where an engine compiles)...", file=sys.stderr)
     pipe.prepare_engine()
     if calibrates:
         print(f"upocr: {pipe.calibration.summary()}", file=sys.stderr)

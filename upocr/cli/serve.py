@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from ..labeling.ml_backend import LabelStudioBackend, create_app
 
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, long_running=True)
     if pipe is None:
         return 1
     backend = LabelStudioBackend(pipe, label_studio_url=args.label_studio_url, token=args.label_studio_token,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .swinv2 import EvalCache, PatchSplit, SwinV2Stage
+from .swinv2 import EvalCache, PatchSplit, SwinV2Stage, tracing
 
 
 class SkipBranch(EvalCache, nn.Sequential):
@@ -36,7 +36,7 @@ class SkipBranch(EvalCache, nn.Sequential):
         folded = self._folded
         if folded is None:
             folded = self._fold()
-            if not torch.compiler.is_exporting():  # never keep traced values on the module
+            if not tracing():  # never keep traced values on the module
                 self._folded = folded
         w_a, b_a, tap_bias, w_b, b_b = folded
         y = F.conv2d(x, w_a, b_a, padding=1)

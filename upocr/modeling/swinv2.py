@@ -70,6 +70,13 @@ def shift_window_mask(height: int, width: int, window_size: int, shift: int, dev
     return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
 
 
+def tracing() -> bool:
+    """Whether the forward pass is being traced into a graph (``torch.export``/ONNX export, or
+    ``torch.compile``): then no per-module caches, no in-place writes into views and no per-size
+    index layouts, so the graph holds the whole computation, for any size."""
+    return torch.compiler.is_exporting() or torch.compiler.is_compiling()
+
+
 class WindowLayout(NamedTuple):
     """Where every token of an ``h x w`` map goes in the (padded, shifted) windows.
 
@@ -147,7 +154,7 @@ class WindowAttention(EvalCache, nn.Module):
         """``(heads, N, N)`` bias ``16 * sigmoid(cpb)`` in the weights' precision, also inside
         autocast (a small MLP; its cached value serves float32 and bfloat16 passes alike); cached
         in eval mode (weights fixed)."""
-        use_cache = not self.training and not torch.is_grad_enabled() and not torch.compiler.is_exporting()
+        use_cache = not self.training and not torch.is_grad_enabled() and not tracing()
         if use_cache and self._bias_cache is not None:
             return self._bias_cache
         n = self.window_size * self.window_size
@@ -171,7 +178,7 @@ class WindowAttention(EvalCache, nn.Module):
         In eval mode without gradients it is cached under ``key`` (the padded map size) and the
         dtype, so a bfloat16 pass does not convert it again in every block."""
         use_cache = (not self.training and not torch.is_grad_enabled() and (shift_mask is None or key is not None)
-                     and not torch.compiler.is_exporting())
+                     and not tracing())
         key = (key, shift_mask is None, self.relative_coords_table.device, dtype)
         if use_cache and key in self._mask_cache:
             return self._mask_cache[key]
@@ -218,7 +225,7 @@ class WindowAttention(EvalCache, nn.Module):
         wide = torch.promote_types(qk.dtype, torch.float32)
         norm = torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=wide)
         factor = norm.clamp_min(1e-12).reciprocal() * torch.cat((scale, torch.ones_like(scale))).to(wide)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or tracing():
             qk = (qk * factor).to(qk.dtype).permute(2, 0, 3, 1, 4)
             return qk[0], qk[1]
         out = qk.new_empty((2, bw, heads, n, d))
@@ -245,7 +252,7 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_m
     is broadcast over the images of the batch instead of repeated."""
     heads, n = q.shape[1:3]
     attn = torch.matmul(q, k.transpose(-2, -1))
-    if torch.compiler.is_exporting():  # out of place: runtimes reuse buffers by shape
+    if tracing():  # out of place: runtimes reuse buffers by shape
         attn = (attn.view(-1, attn_mask.shape[0], heads, n, n) + attn_mask).view(-1, heads, n, n)
     else:
         attn.view(-1, attn_mask.shape[0], heads, n, n).add_(attn_mask)
@@ -331,7 +338,7 @@ class SwinV2Stage(nn.Module):
         return cached
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        if torch.compiler.is_exporting():  # sizes may be symbolic: no per-size caches
+        if tracing():  # sizes may be symbolic: no per-size caches
             ws = self.window_size
             hp, wp = (size[0] + ws - 1) // ws * ws, (size[1] + ws - 1) // ws * ws
             mask = shift_window_mask(hp, wp, ws, self.shift, x.device) if len(self.blocks) > 1 else None

@@ -17,6 +17,7 @@ from torch import nn
 from ..tasks import OFFICIAL_TASK_ORDER, TEXT_REMOVAL, canonical_task, task_indices
 from .decoder import DetailCapture, SwinV2Decoder
 from .encoder import SwinV2Encoder
+from .swinv2 import tracing
 
 MODEL_CARD_TEMPLATE = """
 ---
@@ -267,7 +268,7 @@ class UPOCR(
             is_removal = images.new_ones(images.shape[0])
         else:
             is_removal = (prompt_indices == self.tasks.index(TEXT_REMOVAL)).to(images.dtype)
-        if not torch.compiler.is_exporting() and not bool(is_removal.any()):  # the task is data in an export
+        if not tracing() and not bool(is_removal.any()):  # the task is data in an export
             return outputs
         gate = is_removal.view(-1, 1, 1, 1)
         full = images.shape[-1]
