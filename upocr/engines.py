@@ -48,9 +48,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .engine_base import Engine, EngineError, ExportGraph, model_fingerprint  # noqa: F401 (the interface, here too)
 from .io import atomic_write_json
 from .tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
 
@@ -59,8 +59,6 @@ ENGINES = ("fp32", "bf16", "int8", "onnxruntime", "openvino", "openvino-bf16", "
 #: tens of seconds): ``auto`` picks them only for long-lived work, such as the app and
 #: ``upocr label`` (``resolve_engine(..., compiled=True)``), never for a one-off prediction.
 COMPILED = ("compile-bf16",)
-#: A compiled engine compiles at most this many input shapes; others run in eager bfloat16.
-MAX_COMPILED_SHAPES = 6
 CHOICES = ("auto", *ENGINES)
 #: Environment variable naming the engine when none is given (default ``auto``).
 ENGINE_ENV = "UPOCR_ENGINE"
@@ -69,10 +67,6 @@ MIN_SPEEDUP = 1.1
 #: Bumped whenever the calibration's inputs or rules change (old verdicts are then ignored).
 CALIBRATION_VERSION = 3
 _EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
-
-
-class EngineError(RuntimeError):
-    """An engine cannot run on this host or for this model (the message says why)."""
 
 
 def cache_dir() -> Path:
@@ -152,33 +146,7 @@ def host_key(device: torch.device | str = "cpu") -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """A hash of the model's configuration and weights (computed once per model object)."""
-    cached = getattr(model, "_upocr_fingerprint", None)
-    if cached is not None:
-        return cached
-    digest = hashlib.sha256(json.dumps(getattr(model, "config", {}), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    value = digest.hexdigest()[:16]
-    model._upocr_fingerprint = value  # a plain attribute: not a parameter, not saved
-    return value
-
-
 # ---------------------------------------------------------------------------- engines
-class Engine:
-    """Runs the network on batches: see the module docstring."""
-
-    name = "engine"
-
-    def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}>"
-
-
 class TorchEngine(Engine):
     """A PyTorch model (float32, under autocast, or quantised) on a device."""
 
@@ -215,30 +183,6 @@ def quantized_copy(model: nn.Module) -> nn.Module:
         return quantize_dynamic(clone, spec, dtype=torch.qint8)
 
 
-class _ExportWrapper(nn.Module):
-    """The graph that :func:`export_onnx` writes: images ``(B, 3, H, W)`` and prompt indices
-    ``(T,)`` in, outputs ``(T, B, 3, H, W)`` out. The encoder runs once; the decoder runs on the
-    ``T * B`` prompted copies in one batch."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        shared = self.model._shared(self.model.encode(images), images)
-        copies = tasks.shape[0]
-
-        def repeat(t: torch.Tensor) -> torch.Tensor:
-            return t.repeat(copies, *([1] * (t.ndim - 1)))
-
-        prompted = {key: repeat(value) if torch.is_tensor(value)
-                    else [repeat(v) for v in value] if isinstance(value, list) else value
-                    for key, value in shared.items()}
-        prompts = tasks[:, None].expand(copies, images.shape[0]).reshape(-1)  # task-major, as the copies
-        out = self.model._decode_shared(prompted, prompts)[-1]
-        return out.view(copies, images.shape[0], *out.shape[1:])
-
-
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int | None = None,
                 max_side: int = 8192) -> Path:
     """Write ``model`` as one ONNX file with inputs ``images`` (float32 ``(B, 3, H, W)`` in
@@ -250,7 +194,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int | None 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = _ExportWrapper(copy.deepcopy(model).to("cpu").float().eval()).eval()
+    wrapper = ExportGraph(copy.deepcopy(model).to("cpu").float().eval()).eval()
     # an example with at least two windows each way at every stage, and as many images as tasks
     # nowhere: sizes 0 and 1, and equal sizes, could be specialised or tied together
     example = (torch.rand(3, 3, 320, 352), torch.arange(min(2, len(model.tasks))).repeat(2)[:2])
@@ -336,76 +280,6 @@ class OpenVinoEngine(_GraphEngine):
             return self.request.get_output_tensor(0).data.copy()
 
 
-class CompiledEngine(Engine):
-    """The exported graph's computation (images and task indices in) compiled by
-    ``torch.compile`` for the CPU under bfloat16 autocast, with the weights frozen into the graph
-    (TorchInductor's ``freezing``): elementwise work, normalisations and layout copies become
-    fused, vectorised kernels around oneDNN's bfloat16 matrix products.
-
-    Shapes are static: each image size and number of tasks is compiled on its first pass (30-80 s
-    on two cores; images of a batch run one at a time, so the batch size is not a shape). At most
-    ``max_shapes`` are compiled; a pass at any other shape runs the same model in eager bfloat16.
-    Inputs are padded (mirrored) to multiples of :attr:`size_multiple`, which bounds the number of
-    shapes a folder of photos can bring, and the outputs cropped back. One pass at a time."""
-
-    name = "compile-bf16"
-    #: Sides are padded to multiples of this before compiling (so nearby sizes share a graph).
-    size_multiple = 128
-
-    def __init__(self, model: nn.Module, *, max_shapes: int = MAX_COMPILED_SHAPES):
-        self.tasks = [canonical_task(t) for t in model.tasks]
-        self.eager = _ExportWrapper(copy.deepcopy(model).to("cpu").float().eval()).eval()
-        self.compiled = torch.compile(self.eager, dynamic=False, options={"freezing": True})
-        self.max_shapes = int(max_shapes)
-        self.shapes: set[tuple] = set()
-        self._lock = threading.Lock()
-
-    def warm_up(self, size: int, tasks: Sequence[str]) -> None:
-        """Compile the passes of a ``size x size`` image for one task, two tasks (text removal
-        kept to the text mask) and all ``tasks``: the app's passes in resize mode."""
-        tasks = list(tasks)
-        for count in sorted({1, min(2, len(tasks)), len(tasks)}):
-            self.run(torch.zeros(1, 3, size, size), tasks[:count])
-
-    def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
-        tasks = [canonical_task(t) for t in tasks]
-        missing = [t for t in tasks if t not in self.tasks]
-        if missing:
-            raise EngineError(f"this model serves {', '.join(self.tasks)}, not {', '.join(missing)}")
-        indices = torch.tensor([self.tasks.index(t) for t in tasks], dtype=torch.long)
-        h, w = batch.shape[-2:]
-        m = self.size_multiple
-        ph, pw = -(-h // m) * m, -(-w // m) * m
-        outs = []
-        with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            for image in batch.detach().to("cpu", torch.float32).split(1):
-                if (ph, pw) != (h, w):
-                    mode = "reflect" if ph - h < h and pw - w < w else "replicate"
-                    image = F.pad(image, (0, pw - w, 0, ph - h), mode=mode)
-                key = (ph, pw, len(tasks))
-                if key not in self.shapes and len(self.shapes) < self.max_shapes:
-                    self.shapes.add(key)
-                run = self.compiled if key in self.shapes else self.eager
-                outs.append(run(image.contiguous(), indices)[..., :h, :w].float())
-        out = torch.cat(outs, dim=1)  # (T, B, 3, h, w)
-        return {t: out[i] for i, t in enumerate(tasks)}
-
-
-_compiled_engines: dict[str, CompiledEngine] = {}
-_compiled_lock = threading.Lock()
-
-
-def compiled_engine(model: nn.Module) -> CompiledEngine:
-    """The :class:`CompiledEngine` of ``model`` (one per model in a process, so its compiled
-    shapes serve every pipeline that uses the model)."""
-    key = model_fingerprint(model)
-    with _compiled_lock:
-        engine = _compiled_engines.get(key)
-        if engine is None:
-            engine = _compiled_engines[key] = CompiledEngine(model)
-    return engine
-
-
 _export_lock = threading.Lock()
 
 
@@ -441,6 +315,8 @@ def build_engine(name: str, model: nn.Module, device: torch.device | str = "cpu"
     if name == "int8":
         return TorchEngine(quantized_copy(model), "cpu", name="int8")
     if name == "compile-bf16":
+        from .compiled import compiled_engine
+
         return compiled_engine(model)
     if name.startswith("openvino"):
         return OpenVinoEngine(onnx_for(model), model.tasks, precision="bf16" if name == "openvino-bf16" else "f32")

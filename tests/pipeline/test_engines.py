@@ -296,7 +296,9 @@ def test_auto_offers_an_engine_that_compiles_only_to_long_running_work(cache, mo
 def test_the_compiled_engine_follows_eager_bfloat16_pads_odd_sizes_and_bounds_its_shapes(options_model):
     from torch._dynamo.utils import counters
 
-    engine = engines.CompiledEngine(options_model, max_shapes=1)
+    from upocr.compiled import CompiledEngine
+
+    engine = CompiledEngine(options_model, max_shapes=1)
     eager = engine.eager
     generator = torch.Generator().manual_seed(0)
     batch = torch.rand(2, 3, 96, 160, generator=generator)  # two images, each padded to 128 x 256
