@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .engine_base import Engine, EngineError, ExportGraph, model_fingerprint
+from .engine_base import Engine, ExportGraph, graph_tasks, model_fingerprint
 from .tasks import canonical_task
 
 #: A compiled engine compiles at most this many input shapes; others run in eager bfloat16.
@@ -52,11 +52,8 @@ class CompiledEngine(Engine):
             self.run(torch.zeros(1, 3, size, size), tasks[:count])
 
     def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
-        tasks = [canonical_task(t) for t in tasks]
-        missing = [t for t in tasks if t not in self.tasks]
-        if missing:
-            raise EngineError(f"this model serves {', '.join(self.tasks)}, not {', '.join(missing)}")
-        indices = torch.tensor([self.tasks.index(t) for t in tasks], dtype=torch.long)
+        tasks, found = graph_tasks(self.tasks, tasks, "this model")
+        indices = torch.tensor(found, dtype=torch.long)
         h, w = batch.shape[-2:]
         m = self.size_multiple
         ph, pw = -(-h // m) * m, -(-w // m) * m

@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .tasks import canonical_task
+
 
 class EngineError(RuntimeError):
     """An engine cannot run on this host or for this model (the message says why)."""
@@ -25,6 +27,16 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def graph_tasks(served: Sequence[str], tasks: Sequence[str], who: str) -> tuple[list[str], list[int]]:
+    """The canonical names of ``tasks`` and their indices into ``served`` (an exported or compiled
+    graph's task input); :class:`EngineError` naming ``who`` when it does not serve one of them."""
+    tasks = [canonical_task(t) for t in tasks]
+    missing = [t for t in tasks if t not in served]
+    if missing:
+        raise EngineError(f"{who} serves {', '.join(served)}, not {', '.join(missing)}")
+    return tasks, [list(served).index(t) for t in tasks]
 
 
 def model_fingerprint(model: nn.Module) -> str:

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine_base import Engine, EngineError, ExportGraph, model_fingerprint  # noqa: F401 (the interface, here too)
+from .engine_base import Engine, EngineError, ExportGraph, graph_tasks, model_fingerprint  # noqa: F401 (the interface, here too)
 from .io import atomic_write_json
 from .tasks import DEFAULT_SEGMENTATION_THRESHOLD, canonical_task, get_task
 
@@ -219,12 +219,9 @@ class _GraphEngine(Engine):
     path: Path
 
     def _inputs(self, batch: torch.Tensor, tasks: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-        tasks = [canonical_task(t) for t in tasks]
-        missing = [t for t in tasks if t not in self.tasks]
-        if missing:
-            raise EngineError(f"{self.path.name} serves {', '.join(self.tasks)}, not {', '.join(missing)}")
+        tasks, indices = graph_tasks(self.tasks, tasks, self.path.name)
         images = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
-        return tasks, images, np.array([self.tasks.index(t) for t in tasks], dtype=np.int64)
+        return tasks, images, np.array(indices, dtype=np.int64)
 
     def run(self, batch: torch.Tensor, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
         tasks, images, indices = self._inputs(batch, tasks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -275,7 +276,7 @@ def test_auto_offers_an_engine_that_compiles_only_to_long_running_work(cache, mo
     verdict.agreement["compile-bf16"] = tasks
     verdict.chosen = verdict.choose()
     monkeypatch.setattr(engines, "available_engines", lambda device="cpu": ["fp32", "bf16", "int8", "compile-bf16"])
-    engines.atomic_write_json(engines._verdict_path(model, "cpu"), __import__("dataclasses").asdict(verdict))
+    engines.atomic_write_json(engines._verdict_path(model, "cpu"), dataclasses.asdict(verdict))
     built = []
     monkeypatch.setattr(engines, "build_engine", lambda name, m, device="cpu": built.append(name) or name)
     assert resolve_engine("auto", model)[0] == "bf16"
@@ -283,7 +284,7 @@ def test_auto_offers_an_engine_that_compiles_only_to_long_running_work(cache, mo
     # a verdict without the compiling engines serves one-off work; long-running work measures them
     verdict.seconds.pop("compile-bf16")
     verdict.agreement.pop("compile-bf16")
-    engines.atomic_write_json(engines._verdict_path(model, "cpu"), __import__("dataclasses").asdict(verdict))
+    engines.atomic_write_json(engines._verdict_path(model, "cpu"), dataclasses.asdict(verdict))
     assert engines.cached_calibration(model) is not None and not engines.needs_calibration("auto", model)
     assert engines.cached_calibration(model, compiled=True) is None
     assert engines.needs_calibration("auto", model, compiled=True)
