@@ -34,8 +34,8 @@ NO_WEIGHTS_MESSAGE = (
 #: What the header says when the bundled default weights are in use.
 DEFAULT_MODEL_NOTE = (
     "Model: the bundled default (`upocr-tiny`), a small model trained on a CPU. Its masks are coarse: "
-    "correct them in the editor, or start the app with the paper model (`--model`). It does not detect "
-    "tampering: its Tampering results mark text as real, never as tampered."
+    "correct them in the editor, or start the app with the paper model (`--model`). Its tampering "
+    "results are weak: it finds few forged words and calls some real text tampered."
 )
 
 try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while these functions run
