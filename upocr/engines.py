@@ -65,7 +65,7 @@ ENGINE_ENV = "UPOCR_ENGINE"
 #: An engine must be at least this much faster than fp32 to be chosen over it.
 MIN_SPEEDUP = 1.1
 #: Bumped whenever the calibration's inputs or rules change (old verdicts are then ignored).
-CALIBRATION_VERSION = 3
+CALIBRATION_VERSION = 4  # 4: agreement of the decisions with the model's decision settings
 _EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
@@ -412,22 +412,32 @@ def calibrate(model: nn.Module, device: torch.device | str = "cpu", *, engines: 
                                           "error": str(error).splitlines()[0][:300]}}
             continue
         timings[name] = seconds
-        agreement[name] = _agreement(tasks, reference, outputs)
+        agreement[name] = _agreement(tasks, reference, outputs, batches, _decision_settings(model))
     verdict = Calibration("fp32", timings, agreement, cpu_features(), model_fingerprint(model), size)
     verdict.chosen = verdict.choose()
     return verdict
 
 
-def _agreement(tasks: list[str], reference: list[dict], outputs: list[dict]) -> dict[str, dict]:
-    """The worst agreement over the images, per task."""
+def _decision_settings(model: nn.Module) -> dict:
+    """The model's decision settings, as the pipeline applies them (see :class:`upocr.UPOCR`)."""
+    return {"stroke_refinement": getattr(model, "stroke_refinement", None),
+            "tampered_bias": getattr(model, "tampered_bias", 0.0)}
+
+
+def _agreement(tasks: list[str], reference: list[dict], outputs: list[dict], batches: list[torch.Tensor],
+               settings: dict) -> dict[str, dict]:
+    """The worst agreement over the images, per task, of the decisions the pipeline takes from
+    the outputs (with the model's decision ``settings``)."""
     worst = {}
     for task in tasks:
         spec = get_task(task)
         found = []
-        for ref, out in zip(reference, outputs):
-            for r, o in zip(ref[task].clamp(0, 1).numpy(), out[task].clamp(0, 1).numpy()):
-                found.append(spec.agreement(spec.prediction(r, DEFAULT_SEGMENTATION_THRESHOLD),
-                                            spec.prediction(o, DEFAULT_SEGMENTATION_THRESHOLD)))
+        for ref, out, batch in zip(reference, outputs, batches):
+            images = (batch.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+            for r, o, image in zip(ref[task].clamp(0, 1).numpy(), out[task].clamp(0, 1).numpy(), images):
+                decide = {"image": image, **settings}
+                found.append(spec.agreement(spec.prediction(r, DEFAULT_SEGMENTATION_THRESHOLD, **decide),
+                                            spec.prediction(o, DEFAULT_SEGMENTATION_THRESHOLD, **decide)))
         worst[task] = dataclasses.asdict(min(found, key=lambda a: (a.ok, a.value if a.higher_is_better else -a.value)))
     return worst
 

@@ -8,12 +8,14 @@ resolution) -> run the network once per image (all requested tasks share one enc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,7 @@ from .tasks import (
     canonical_tasks,
     get_task,
 )
+from .tasks.strokes import refine_strokes
 from .tasks.tampering import shift_tampered
 from .tiling import TileAccumulator, blend_weights, tile_windows
 
@@ -106,6 +109,9 @@ class UPOCRPipeline:
             then pick an engine that compiles the network for each new input shape
             (:data:`upocr.engines.COMPILED`), and :meth:`prepare_engine` in the background
             compiles the model-size shapes before the engine is used.
+        refine_strokes: put the text mask's edges on the strokes with the model's calibrated
+            stroke refinement (its ``stroke_refinement``; see :mod:`upocr.tasks.strokes`), where
+            it has one. ``False``: the network's own text probability.
         whole_pixels: in tile mode, an image (after any shrinking) of at most this many pixels,
             padded to the network stride, runs as one window rather than overlapping tiles: the
             same network without the work the overlaps repeat, and without seams (default:
@@ -116,7 +122,7 @@ class UPOCRPipeline:
                  dtype: str = "float32", tile_overlap: int | None = None, batch_size: int = 1,
                  max_pixels: int | None = None, source: str | None = None, max_work_pixels: int | None = None,
                  time_budget: float | None = None, engine: str | None = None, text_height: float | None = None,
-                 whole_pixels: int | None = None, long_running: bool = False):
+                 whole_pixels: int | None = None, long_running: bool = False, refine_strokes: bool = True):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = _pick_device(device)
@@ -151,6 +157,9 @@ class UPOCRPipeline:
         if self.dtype is not None or self.device.type != "cpu":
             self.engine_name = "fp32"  # an explicit autocast dtype, or a GPU: the PyTorch model as asked
         self.long_running = bool(long_running)
+        #: The ink-coverage offset of the stroke refinement, or None where the masks are the network's.
+        offset = getattr(self.model, "stroke_refinement", None)
+        self.stroke_refinement = offset if refine_strokes and self.finds_text else None
         self._engine = self._torch = self._preparing = None
         self.calibration = None
         self._engine_lock = threading.Lock()
@@ -196,11 +205,14 @@ class UPOCRPipeline:
         restrict = (TEXT_REMOVAL in names and mask is None and preserve_background
                     and self.finds_text)
         run = names + ([TEXT_SEGMENTATION] if restrict and TEXT_SEGMENTATION not in names else [])
-        outputs = self.predict_outputs(rgb, run, mode=mode)
-        if restrict:
-            mask = self._segmentation(outputs[TEXT_SEGMENTATION], rgb, threshold).mask
-        return {t: self._decode(t, self.decision_output(t, outputs[t]), rgb, threshold=threshold, mask=mask,
-                                dilation=dilation) for t in names}
+        outputs, seen = self._predict(rgb, run, mode)
+        decoded, text = {}, outputs.get(TEXT_SEGMENTATION)
+        if text is not None:  # the text mask once, for removal and (when asked for) as a result
+            decoded[TEXT_SEGMENTATION] = self._segmentation(text, rgb, threshold, seen)
+            mask = decoded[TEXT_SEGMENTATION].mask if restrict else mask
+        return {t: decoded[t] if t in decoded else
+                self._decode(t, self.decision_output(t, outputs[t]), rgb, threshold=threshold, mask=mask,
+                             dilation=dilation) for t in names}
 
     def decision_output(self, task: str, output: np.ndarray) -> np.ndarray:
         """``output`` as its pixels take their class: the tampering output with the model's
@@ -253,23 +265,28 @@ class UPOCRPipeline:
     @torch.inference_mode()
     def predict_outputs(self, rgb: np.ndarray, tasks: Iterable[str], *, mode: str | None = None) -> dict[str, np.ndarray]:
         """Full-resolution model outputs ``{task: float32 (H, W, 3)}`` (raw, not clamped)."""
+        return self._predict(rgb, tasks, mode)[0]
+
+    def _predict(self, rgb: np.ndarray, tasks: Iterable[str], mode: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """:meth:`predict_outputs`, and the image as tile mode gave it to the network: shrunk when
+        the work or the text size asked for it, else ``rgb`` itself (also in resize mode)."""
         tasks = [canonical_task(t) for t in tasks]
         if self.time_budget is not None and getattr(_deadlines, "value", None) is None:
             with self.time_limit(self.time_budget):
-                return self.predict_outputs(rgb, tasks, mode=mode)
+                return self._predict(rgb, tasks, mode)
         h, w = rgb.shape[:2]
         if self.resolve_mode(h, w, mode) == "resize":
-            return self._predict_resized(_to_unit_tensor(rgb[None]), tasks)
+            return self._predict_resized(_to_unit_tensor(rgb[None]), tasks), rgb
         scale = self.work_scale(h, w, mode)
         if self.text_height is not None and self.finds_text and h * w > self.size**2:
             # (an image of one window: the first pass would cost as much as the job)
             scale = min(scale, self.text_scale(rgb))
         if scale >= 1.0:
-            return self._predict_tiled(rgb, tasks)
+            return self._predict_tiled(rgb, tasks), rgb
         small_size = (max(1, int(w * scale)), max(1, int(h * scale)))
         small = np.asarray(Image.fromarray(rgb).resize(small_size, Image.Resampling.LANCZOS))
         outputs = self._predict_tiled(small, tasks)
-        return {t: _resize_output(o, h, w, get_task(t).target_is_image) for t, o in outputs.items()}
+        return {t: _resize_output(o, h, w, get_task(t).target_is_image) for t, o in outputs.items()}, small
 
     @property
     def engine(self):
@@ -388,9 +405,22 @@ class UPOCRPipeline:
                 mask: np.ndarray | None = None, dilation: int = 7) -> TaskResult:
         return get_task(task).decode(output, rgb, threshold=threshold, mask=mask, dilation=dilation)
 
-    @staticmethod
-    def _segmentation(output: np.ndarray, rgb: np.ndarray, threshold: float) -> TextSegmentationResult:
-        return get_task(TEXT_SEGMENTATION).decode(output, rgb, threshold=threshold)
+    def _segmentation(self, output: np.ndarray, rgb: np.ndarray, threshold: float,
+                      seen: np.ndarray | None = None) -> TextSegmentationResult:
+        """The text mask of ``output``, its edges refined (where the pipeline refines strokes) on
+        ``seen``, the image as the network saw it: a page shrunk to the size of its letters is
+        refined at that size, and the change is scaled back up."""
+        result = get_task(TEXT_SEGMENTATION).decode(output, rgb, threshold=threshold)
+        if self.stroke_refinement is None:
+            return result
+        probability = result.probability
+        if seen is None or seen.shape == rgb.shape:
+            return dataclasses.replace(result, probability=refine_strokes(probability, rgb, self.stroke_refinement))
+        h, w = probability.shape
+        small = cv2.resize(probability, seen.shape[1::-1], interpolation=cv2.INTER_AREA)
+        change = refine_strokes(small, seen, self.stroke_refinement) - small
+        change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
+        return dataclasses.replace(result, probability=np.clip(probability + change, 0.0, 1.0))
 
 
 def _to_unit_tensor(rgb: np.ndarray) -> torch.Tensor:

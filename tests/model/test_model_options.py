@@ -144,3 +144,32 @@ def test_tampered_bias_round_trips_and_moves_only_the_tampering_decision(tmp_pat
     assert (biased["text-segmentation"].mask == unbiased["text-segmentation"].mask).all()
     with pytest.raises(ValueError, match="tampered_bias"):
         UPOCR.from_preset("tiny", tampered_bias=5.0)
+
+
+def test_stroke_refinement_round_trips_and_moves_only_mask_edges(tmp_path):
+    import numpy as np
+
+    from upocr import UPOCRPipeline
+    from upocr.tasks.strokes import refine_strokes
+
+    model = UPOCR.from_preset("tiny", embed_dim=8, encoder_num_heads=[1, 1, 2, 2], decoder_num_heads=[2, 2, 1, 1, 1],
+                              img_size=64, stroke_refinement=0.15)
+    model.save_pretrained(tmp_path / "m")
+    loaded = UPOCR.from_pretrained(tmp_path / "m")
+    assert loaded.stroke_refinement == 0.15 and loaded.config["stroke_refinement"] == 0.15
+    assert UPOCR.from_preset("small").stroke_refinement is None  # the paper network decides as published
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    refined = UPOCRPipeline(loaded, device="cpu", engine="fp32")
+    raw = UPOCRPipeline(loaded, device="cpu", engine="fp32", refine_strokes=False)
+    output = raw.predict_outputs(image, ["text-segmentation"])["text-segmentation"]
+    probability = np.clip(output.mean(-1), 0, 1)
+    assert np.array_equal(raw(image).probability, probability)
+    assert np.allclose(refined(image).probability, refine_strokes(probability, image, 0.15))
+    assert (refined(image).mask != raw(image).mask).any()  # it does move edges on this model's output
+    # the other tasks decide as without it
+    for task in ("tampered-text-detection", "text-removal"):
+        a, b = refined(image, task, preserve_background=False), raw(image, task, preserve_background=False)
+        assert np.array_equal(getattr(a, "labels", getattr(a, "image", None)), getattr(b, "labels", getattr(b, "image", None)))
+    for bad in (0.9, float("nan"), True):
+        with pytest.raises(ValueError, match="stroke_refinement"):
+            UPOCR.from_preset("tiny", stroke_refinement=bad)

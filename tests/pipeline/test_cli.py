@@ -143,3 +143,20 @@ def test_label_runs_large_images_at_the_scale_of_their_letters_by_default(micro_
     assert load_pipeline(native).text_height is None  # 0: native resolution
     predict = parser.parse_args(["predict", "--task", "segmentation", "in", "-o", "out", "--model", str(micro_model_dir)])
     assert predict.text_height is None
+
+
+def test_predict_and_label_refine_strokes_unless_told_not_to(tmp_path):
+    from helpers import make_micro_model
+
+    from upocr import UPOCR
+    from upocr.cli import build_parser
+    from upocr.cli.predict import load_pipeline
+
+    model = make_micro_model()
+    UPOCR(**{**model.config, "stroke_refinement": 0.1}).save_pretrained(tmp_path / "m")
+    parser = build_parser()
+    for command in (["predict", "--task", "segmentation", "in", "-o", "out"],
+                    ["label", "--task", "segmentation", "in", "out"]):
+        common = command + ["--model", str(tmp_path / "m"), "--engine", "fp32"]
+        assert load_pipeline(parser.parse_args(common)).stroke_refinement == 0.1
+        assert load_pipeline(parser.parse_args(common + ["--no-stroke-refinement"])).stroke_refinement is None

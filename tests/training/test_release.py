@@ -184,3 +184,46 @@ def test_the_tampering_decision_is_calibrated_on_validation_scenes(tool, run_dir
     assert UPOCR.from_pretrained(out).tampered_bias == bias
     assert json.loads((out / "metrics.json").read_text())["tampering_calibration"]["bias"] == bias
     assert f"`tampered_bias` {bias:g}" in (out / "README.md").read_text()
+
+
+def test_stroke_refinement_is_calibrated_on_validation_scenes(tool, run_dir, tmp_path):
+    """A model whose masks are the strokes grown by two pixels gets the refinement that puts them
+    back on the strokes; one whose masks are exact keeps its own (``None``). The choice is saved
+    with the weights and stated on the card."""
+    import cv2
+    import numpy as np
+
+    from upocr.data.datasets import SyntheticDataset
+    from upocr.evaluation.evaluate import ground_truth
+
+    data = SyntheticDataset(TEXT_SEGMENTATION, seed=tool.CALIBRATION_SEED, length=4, size=128, split="heldout")
+
+    class Exact:
+        calls = 0
+
+        def truth(self):
+            labels = ground_truth(data[self.calls]["target"], TEXT_SEGMENTATION)
+            self.calls += 1
+            return (labels == 1).astype(np.float32)
+
+        def predict_outputs(self, image, tasks):
+            return {TEXT_SEGMENTATION: np.repeat(self.truth()[..., None], 3, axis=2)}
+
+    class Thick(Exact):
+        def predict_outputs(self, image, tasks):
+            grown = cv2.dilate(self.truth(), np.ones((5, 5), np.uint8))
+            return {TEXT_SEGMENTATION: np.repeat(grown[..., None], 3, axis=2)}
+
+    thick = tool.calibrate_stroke_refinement(Thick(), size=128, count=4)
+    assert thick["offset"] is not None and thick["fgiou"] > thick["fgiou_without"] + 0.2, thick
+    assert thick["seed"] != tool.RELEASE_SEED
+    exact = tool.calibrate_stroke_refinement(Exact(), size=128, count=4)
+    assert exact["offset"] is None and exact["fgiou"] == exact["fgiou_without"] == 1.0
+
+    out = tmp_path / "release"
+    report = tool.release(run_dir, out, count=2, size=128, force=True)
+    offset = report["stroke_calibration"]["offset"]
+    assert UPOCR.from_pretrained(out).stroke_refinement == offset
+    assert json.loads((out / "metrics.json").read_text())["stroke_calibration"]["offset"] == offset
+    card = (out / "README.md").read_text()
+    assert (f"`stroke_refinement` {offset:g}" if offset is not None else "masks are the network's own") in card

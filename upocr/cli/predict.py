@@ -57,6 +57,9 @@ def add_model_arguments(p: argparse.ArgumentParser, *, text_height: float | None
                    help="tile mode: run each image larger than the model size at the scale where its letters are "
                    "about this many pixels high (a first pass finds them; small text keeps the native resolution; "
                    f"0: native resolution; default: {default})")
+    p.add_argument("--no-stroke-refinement", dest="refine_strokes", action="store_false",
+                   help="text masks as the network gives them, without the model's stroke refinement "
+                   "(edges moved onto the strokes from the image's colours)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="tile mode: stop an image that takes longer than this and report it as failed "
                    "(default: no limit)")
@@ -76,7 +79,8 @@ def load_pipeline(args: argparse.Namespace, *, long_running: bool = False):
                                              time_budget=getattr(args, "time_budget", None),
                                              engine=getattr(args, "engine", None),
                                              text_height=getattr(args, "text_height", None) or None,
-                                             long_running=long_running)
+                                             long_running=long_running,
+                                             refine_strokes=getattr(args, "refine_strokes", True))
         _prepare_engine(pipe)
         return pipe
     except NoDefaultWeightsError as error:

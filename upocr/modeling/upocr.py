@@ -92,6 +92,10 @@ class UPOCR(
       takes its class (0: the official argmax). A model that ranks forged words above real ones
       but rarely puts them first gets it from a calibration on validation scenes
       (``tools/release_default_model.py``).
+    * ``stroke_refinement``: ``None`` (off), or the ink-coverage offset with which the pipeline
+      moves the text mask's edges onto the strokes, from the image's own colours
+      (:func:`upocr.tasks.strokes.refine_strokes`); also a calibrated decision setting of the
+      trained weights, not part of the network.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class UPOCR(
         detail_channels: Sequence[int] | None = None,
         removal_residual: bool = False,
         tampered_bias: float = 0.0,
+        stroke_refinement: float | None = None,
     ):
         super().__init__()
         validate_config(embed_dim=embed_dim, encoder_depths=encoder_depths, encoder_num_heads=encoder_num_heads,
@@ -123,7 +128,8 @@ class UPOCR(
                         decoder_num_heads=decoder_num_heads, decoder_window_size=decoder_window_size,
                         mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, patch_size=patch_size,
                         in_chans=in_chans, out_chans=out_chans, img_size=img_size,
-                        detail_channels=detail_channels, tampered_bias=tampered_bias)
+                        detail_channels=detail_channels, tampered_bias=tampered_bias,
+                        stroke_refinement=stroke_refinement)
         self.tasks = [canonical_task(t) for t in tasks]
         self.img_size = int(img_size)
         if not task_prompt and len(self.tasks) != 1:
@@ -142,6 +148,7 @@ class UPOCR(
         self.detail = DetailCapture(in_chans, detail_channels) if detail_channels else None
         self.removal_residual = bool(removal_residual)
         self.tampered_bias = float(tampered_bias)
+        self.stroke_refinement = None if stroke_refinement is None else float(stroke_refinement)
         if self.removal_residual and (TEXT_REMOVAL not in self.tasks or in_chans != out_chans):
             raise ValueError("removal_residual needs the text-removal task and as many output as input channels")
         self.apply(_init_weights)
@@ -354,6 +361,10 @@ def validate_config(**config) -> None:
     bias = config.get("tampered_bias", 0.0)
     if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -1 <= bias <= 1:
         raise ValueError(f"config field tampered_bias must be a number in -1..1, got {bias!r}")
+    offset = config.get("stroke_refinement")
+    if offset is not None and (isinstance(offset, bool) or not isinstance(offset, (int, float))
+                               or not -0.5 <= offset <= 0.5):
+        raise ValueError(f"config field stroke_refinement must be null or a number in -0.5..0.5, got {offset!r}")
     if config.get("detail_channels"):
         channels = int_list("detail_channels", config["detail_channels"], 256)
         if len(channels) > 2:

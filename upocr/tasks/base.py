@@ -161,8 +161,11 @@ class Task:
         target says "ignore"."""
         raise NotImplementedError
 
-    def prediction(self, output: np.ndarray, threshold: float) -> np.ndarray:
-        """What the metrics score, from a final-scale output ``(3, H, W)`` (clamped to [0, 1])."""
+    def prediction(self, output: np.ndarray, threshold: float, **decision) -> np.ndarray:
+        """What the metrics score, from a final-scale output ``(3, H, W)`` (clamped to [0, 1]).
+        ``decision``: what the pipeline decides with besides the output, where a task uses it:
+        ``image`` (uint8 ``(H, W, 3)``, the input) and a model's ``stroke_refinement`` and
+        ``tampered_bias`` (see :class:`upocr.UPOCR`)."""
         raise NotImplementedError
 
     #: The metric that training validation reports for this task.

@@ -122,7 +122,7 @@ class TextRemoval(TextMaskTask):
             t = np.clip(np.rint(unit_float(t) * 255.0), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(t)
 
-    def prediction(self, output: np.ndarray, threshold: float) -> np.ndarray:
+    def prediction(self, output: np.ndarray, threshold: float, **decision) -> np.ndarray:
         return np.moveaxis(np.asarray(output), 0, -1)
 
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> Agreement:

@@ -10,6 +10,7 @@ from PIL import Image
 
 from .base import IGNORE_BYTE, IGNORE_LABEL, Agreement, Proposal, TextMaskTask, ignored_pixels, unit_float
 from .names import DEFAULT_SEGMENTATION_THRESHOLD, TEXT_SEGMENTATION
+from .strokes import refine_strokes
 
 
 @dataclass
@@ -98,8 +99,12 @@ class TextSegmentation(TextMaskTask):
         labels[ignored_pixels(t)] = IGNORE_LABEL
         return labels
 
-    def prediction(self, output: np.ndarray, threshold: float) -> np.ndarray:
-        return np.asarray(output).mean(0) > threshold
+    def prediction(self, output: np.ndarray, threshold: float, *, image: np.ndarray | None = None,
+                   stroke_refinement: float | None = None, **decision) -> np.ndarray:
+        probability = np.asarray(output).mean(0)
+        if stroke_refinement is not None and image is not None:
+            probability = refine_strokes(np.clip(probability, 0, 1), image, stroke_refinement)
+        return probability > threshold
 
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> Agreement:
         union = np.logical_or(reference, candidate).sum()

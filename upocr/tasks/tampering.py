@@ -180,8 +180,10 @@ class TamperedTextDetection(Task):
         labels[ignored_pixels(t)] = IGNORE_LABEL
         return labels
 
-    def prediction(self, output: np.ndarray, threshold: float) -> np.ndarray:
-        return np.asarray(output).argmax(0).astype(np.uint8)
+    def prediction(self, output: np.ndarray, threshold: float, *, tampered_bias: float = 0.0,
+                   **decision) -> np.ndarray:
+        output = np.moveaxis(np.asarray(output), 0, -1)
+        return (shift_tampered(output, tampered_bias) if tampered_bias else output).argmax(-1).astype(np.uint8)
 
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> Agreement:
         same = float(np.mean(np.asarray(reference) == np.asarray(candidate)))
