@@ -44,34 +44,33 @@ ROUNDS = 4
 _MARGIN = ROUNDS * (RADIUS + 1) + 2
 
 
-#: Weights of a per-pixel dot product over RGB of the (H, W, 4) planes below (the fourth is a count).
+#: Weights of a per-pixel dot product over RGB of the (N, 4) colours below (the fourth is a count).
 _RGB = np.array([1, 1, 1, 0], np.float32)
 
 
-def _local_mean(image: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mean colour of ``image`` (H, W, 4: RGB and a plane of ones) over the pixels of
-    ``where`` (bool (H, W)) in the square of :data:`RADIUS` around each pixel (H, W, 4; the
-    fourth plane is 1 where there were any), and how many such pixels there were (H, W)."""
-    sums = cv2.boxFilter(image * where[..., None].astype(np.float32), -1, (2 * RADIUS + 1,) * 2,
-                         normalize=False, borderType=cv2.BORDER_REFLECT)
-    count = sums[..., 3].copy()
-    return sums * (1.0 / np.maximum(count, 1e-6))[..., None], count
+def _local_mean(pixels: np.ndarray, where: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At the flat pixel indices ``at``: the mean colour (0-255) over the pixels of ``where``
+    (bool (H, W)) in the square of :data:`RADIUS` around each (N, 4; the fourth column is 1 where
+    there were any), and how many such pixels there were (N,). ``pixels``: the image as one
+    uint32 (H, W) word per pixel, its bytes R, G, B and 1 (so a mask clears a pixel in one step)."""
+    chosen = (pixels * where).view(np.uint8).reshape(pixels.shape + (4,))
+    sums = np.take(cv2.boxFilter(chosen, cv2.CV_32F, (2 * RADIUS + 1,) * 2, normalize=False,
+                                 borderType=cv2.BORDER_REFLECT).reshape(-1, 4), at, axis=0)
+    count = sums[:, 3].copy()
+    return sums * (1.0 / np.maximum(count, 1e-6))[:, None], count
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-pixel dot product over RGB of two (H, W, 4) images."""
-    return ((a * b).reshape(-1, 4) @ _RGB).reshape(a.shape[:2])
-
-
-def _coverage(image: np.ndarray, ink: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel's ink coverage between its local ``ink`` and ``background`` pixels (bool
-    masks), and where both colours were found and differ enough for it to mean anything."""
-    ink_colour, ink_count = _local_mean(image, ink)
-    background_colour, background_count = _local_mean(image, background)
+def _coverage(pixels: np.ndarray, colours: np.ndarray, ink: np.ndarray, background: np.ndarray,
+              at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At the flat pixel indices ``at`` (whose colours are ``colours``, float (N, 4)): each
+    pixel's ink coverage between its local ``ink`` and ``background`` pixels (bool masks), and
+    where both colours were found and differ enough for it to mean anything."""
+    ink_colour, ink_count = _local_mean(pixels, ink, at)
+    background_colour, background_count = _local_mean(pixels, background, at)
     direction = ink_colour - background_colour
-    contrast = _dot(direction, direction)
-    alpha = _dot(image - background_colour, direction) / np.maximum(contrast, 1e-6)
-    known = (ink_count >= 1) & (background_count >= 1) & (contrast > MIN_CONTRAST ** 2)
+    contrast = (direction * direction) @ _RGB
+    alpha = ((colours - background_colour) * direction) @ _RGB / np.maximum(contrast, 1e-6)
+    known = (ink_count >= 1) & (background_count >= 1) & (contrast > (MIN_CONTRAST * 255) ** 2)
     return alpha, known
 
 
@@ -109,18 +108,23 @@ def refine_strokes(probability: np.ndarray, rgb: np.ndarray, offset: float) -> n
 
 
 def _refine(probability: np.ndarray, rgb: np.ndarray, near: np.ndarray, offset: float) -> np.ndarray:
-    """:func:`refine_strokes` on one part of the image (``near``: the pixels to refine)."""
-    image = np.concatenate([rgb.astype(np.float32) / 255.0, np.ones(rgb.shape[:2] + (1,), np.float32)], axis=-1)
+    """:func:`refine_strokes` on one part of the image (``near``: the pixels to refine). The box
+    sums cover the part; everything else is computed at the near pixels only."""
+    packed = np.empty(rgb.shape[:2] + (4,), np.uint8)
+    packed[..., :3], packed[..., 3] = rgb, 1
+    pixels = packed.view(np.uint32).reshape(rgb.shape[:2])
+    at = np.flatnonzero(near)
+    colours = np.take(packed.reshape(-1, 4), at, axis=0).astype(np.float32)
     ink, background = probability >= SURE_TEXT, probability < SURE_BACKGROUND
-    refined = probability
+    refined = probability.copy()
+    flat_ink, flat_refined = ink.reshape(-1), refined.reshape(-1)
     ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     for _ in range(ROUNDS):
-        alpha, known = _coverage(image, ink, background)
-        use = near & known
-        refined = np.where(use, np.clip(alpha - offset, 0.0, 1.0), refined).astype(np.float32)
+        alpha, known = _coverage(pixels, colours, ink, background, at)
+        flat_refined[at] = np.where(known, np.clip(alpha - offset, 0.0, 1.0), flat_refined[at])
         # the next round's colours: ink from the pixels at least as inky as this round's ink
         # colour (the mask edge's mixed pixels dilute it), background away from this round's strokes
-        ink = np.where(use, alpha >= CORE, ink)
+        flat_ink[at] = np.where(known, alpha >= CORE, flat_ink[at])
         strokes = refined > DEFAULT_SEGMENTATION_THRESHOLD
         background = cv2.dilate(strokes.astype(np.uint8), ring) == 0
     return refined
