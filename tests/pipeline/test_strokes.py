@@ -86,3 +86,30 @@ def test_the_offset_moves_the_edge_between_ink_and_background():
 def test_sizes_must_match():
     with pytest.raises(ValueError, match="differ in size"):
         refine_strokes(np.zeros((10, 10), np.float32), np.zeros((10, 12, 3), np.uint8), 0.1)
+
+
+def test_a_word_is_refined_the_same_whatever_text_lies_far_away():
+    """Parts of the image are refined on their own; the result near one word does not depend on
+    text elsewhere (nor on where the parts are cut)."""
+    top = _coverage(size=(160, 320))
+    coverage = np.zeros((480, 320), np.float32)
+    coverage[:160], coverage[320:] = top, top[:, ::-1]
+    probability, scene = _thick(coverage >= 0.5), _scene(coverage)
+    alone = probability.copy()
+    alone[240:] = 0  # the bottom text taken away
+    both, one = refine_strokes(probability, scene, 0.1), refine_strokes(alone, scene, 0.1)
+    assert np.array_equal(both[:160], one[:160])
+    assert not np.array_equal(both[320:], one[320:])  # (the bottom text is refined where it is)
+
+
+def test_refining_by_parts_gives_what_refining_the_whole_image_gives():
+    from upocr.tasks import strokes
+
+    coverage = np.zeros((400, 700), np.float32)
+    coverage[:160, :320] = _coverage()
+    coverage[230:390, 370:690] = _coverage(text="second part")
+    probability, scene = _thick(coverage >= 0.5), _scene(coverage)
+    near = cv2.dilate((probability >= strokes.MODEL_MASK).astype(np.uint8),
+                      cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * REACH + 1,) * 2)) > 0
+    whole = np.where(near, strokes._refine(probability, scene, near, 0.1), probability)
+    assert np.array_equal(refine_strokes(probability, scene, 0.1), whole)
