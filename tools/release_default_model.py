@@ -15,8 +15,8 @@ What it does:
    untrained, broken or older one cannot: segmentation fgIoU >= ``--min-fgiou`` (0.6; predicting
    "all text" scores about 0.03 on these scenes, "no text" 0, the v1 default 0.33, v3 0.52 without
    and 0.74 with its stroke refinement) with precision and recall each >= ``--min-precision-recall``
-   (0.6: the mask is neither mostly noise nor mostly missing), and text-pixel error of the removal at most ``--max-text-error-ratio`` (0.25)
-   times the input's (v2: 0.18, v1: 0.24). A model that fails is not released (exit 1, nothing
+   (0.6: the mask is neither mostly noise nor mostly missing), and text-pixel error of the removal
+   at most ``--max-text-error-ratio`` (0.25) times the input's (v2: 0.18, v1: 0.24). A model that fails is not released (exit 1, nothing
    written) unless ``--force``: an untrained or broken model must never become the default that
    the app, the CLI and annotators see. The gate is not a quality target: the card reports the
    measured numbers and how far they are from the paper model's;
@@ -397,8 +397,8 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
     lines += [
         "## Limitations", "",
         "- Masks are a draft: thin or light text on busy backgrounds is often missed, some text-like "
-        "texture is marked, and where ink and background are alike the edges are the network's soft ones. For comparison, the paper model reaches fgIoU 0.89 "
-        "on TextSeg and PSNR 37.1 dB on SCUT-EnsText.",
+        "texture is marked, and where ink and background are alike the edges are the network's soft ones. "
+        "For comparison, the paper model reaches fgIoU 0.89 on TextSeg and PSNR 37.1 dB on SCUT-EnsText.",
         "- Raw text removal re-synthesises the whole image; the pipeline, the command line and the app keep "
         "its changes to the detected text by default (`preserve_background=True`).",
         ("- It does not detect tampering: on the held-out scenes it marks (almost) no pixel as tampered, "

@@ -267,7 +267,8 @@ class UPOCRPipeline:
         """Full-resolution model outputs ``{task: float32 (H, W, 3)}`` (raw, not clamped)."""
         return self._predict(rgb, tasks, mode)[0]
 
-    def _predict(self, rgb: np.ndarray, tasks: Iterable[str], mode: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _predict(self, rgb: np.ndarray, tasks: Iterable[str],
+                 mode: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """:meth:`predict_outputs`, and the image as tile mode gave it to the network: shrunk when
         the work or the text size asked for it, else ``rgb`` itself (also in resize mode)."""
         tasks = [canonical_task(t) for t in tasks]
@@ -406,7 +407,7 @@ class UPOCRPipeline:
         return get_task(task).decode(output, rgb, threshold=threshold, mask=mask, dilation=dilation)
 
     def _segmentation(self, output: np.ndarray, rgb: np.ndarray, threshold: float,
-                      seen: np.ndarray | None = None) -> TextSegmentationResult:
+                      seen: np.ndarray) -> TextSegmentationResult:
         """The text mask of ``output``, its edges refined (where the pipeline refines strokes) on
         ``seen``, the image as the network saw it: a page shrunk to the size of its letters is
         refined at that size, and the change is scaled back up."""
@@ -414,7 +415,7 @@ class UPOCRPipeline:
         if self.stroke_refinement is None:
             return result
         probability = result.probability
-        if seen is None or seen.shape == rgb.shape:
+        if seen.shape == rgb.shape:
             return dataclasses.replace(result, probability=refine_strokes(probability, rgb, self.stroke_refinement))
         h, w = probability.shape
         small = cv2.resize(probability, seen.shape[1::-1], interpolation=cv2.INTER_AREA)
