@@ -56,6 +56,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from upocr import UPOCR, UPOCRPipeline  # noqa: E402
 from upocr.data.datasets import SyntheticDataset  # noqa: E402
+from upocr.data.sources import packed_origin  # noqa: E402
 from upocr.evaluation.evaluate import evaluate, ground_truth, image_to_uint8, json_safe  # noqa: E402
 from upocr.results import TextRemovalResult  # noqa: E402
 from upocr.evaluation.calibration import (CALIBRATION_SEED, calibrate_stroke_refinement,  # noqa: E402,F401
@@ -431,8 +432,21 @@ def run_sources(info: dict) -> tuple[list[str] | None, list[str] | None]:
     scenes hold out the same sources; ``None`` where the run used the engine's defaults."""
     for specs in ((info.get("config") or {}).get("datasets") or {}).values():
         for spec in specs:
-            return spec.get("fonts"), spec.get("backgrounds")
+            return _unpacked(spec.get("fonts")), _unpacked(spec.get("backgrounds"))
     return None, None
+
+
+def _unpacked(entries: list[str] | None) -> list[str] | None:
+    """``entries`` with each packed copy (tools/pack_training_assets.py) replaced by the sources
+    it was copied from, so the held-out scenes hold out what the copy left out."""
+    if entries is None:
+        return None
+    out: list[str] = []
+    for entry in entries:
+        for source in packed_origin(entry) or [entry]:
+            if source not in out:
+                out.append(source)
+    return out
 
 
 def _previous_pipeline(folder: Path, explicit: bool, mode: str) -> UPOCRPipeline | None:

@@ -227,3 +227,30 @@ def test_stroke_refinement_is_calibrated_on_validation_scenes(tool, run_dir, tmp
     assert json.loads((out / "metrics.json").read_text())["stroke_calibration"]["offset"] == offset
     card = (out / "README.md").read_text()
     assert (f"`stroke_refinement` {offset:g}" if offset is not None else "masks are the network's own") in card
+
+
+def test_a_run_on_packed_assets_is_measured_on_what_the_packing_held_out(tool, tmp_path):
+    packed = tmp_path / "assets"
+    for folder in ("fonts", "photos"):
+        (packed / folder).mkdir(parents=True)
+        (packed / folder / "packed-from.json").write_text(json.dumps({"sources": ["debian", "default"], "split": "train"}))
+    info = {"config": {"datasets": {TEXT_SEGMENTATION: [
+        {"format": "synthetic", "fonts": [str(packed / "fonts"), "extra.ttf"],
+         "backgrounds": [str(packed / "photos"), "screens"]}]}}}
+    assert tool.run_sources(info) == (["debian", "default", "extra.ttf"], ["debian", "default", "screens"])
+    plain = {"config": {"datasets": {TEXT_SEGMENTATION: [{"format": "synthetic", "fonts": [str(tmp_path)]}]}}}
+    assert tool.run_sources(plain) == ([str(tmp_path)], None)
+
+
+def test_packed_fonts_keep_every_character_the_synthetic_text_draws(tmp_path):
+    spec = importlib.util.spec_from_file_location("pack_training_assets", ROOT / "tools" / "pack_training_assets.py")
+    pack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack)
+    from upocr.data.fonts import default_font_paths, resolve_fonts
+
+    source = next(p for p in default_font_paths() if p.name == "DejaVuSans.ttf")
+    target = tmp_path / source.name
+    pack.subset_font(source, target)
+    original, packed = resolve_fonts([str(source)])[0], resolve_fonts([str(target)])[0]
+    assert packed.charset == original.charset and packed.family == original.family
+    assert target.stat().st_size < source.stat().st_size / 4

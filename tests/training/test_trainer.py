@@ -482,3 +482,36 @@ def test_batch_size_per_task(tmp_path):
         TrainConfig.from_dict({"batch_size": {"segmentation": 2, "tampering": 2}})
     with pytest.raises(TrainingError, match="whole number"):
         TrainConfig.from_dict({"batch_size": 0})
+
+
+def test_budget_schedule_key_values():
+    from upocr.training.config import budget_lr_factor
+
+    assert budget_lr_factor(0, 0.0, 10, 0.02) == 0.0
+    assert budget_lr_factor(5, 0.0, 10, 0.02) == pytest.approx(0.5)  # warm-up counts steps
+    assert budget_lr_factor(10, 0.0, 10, 0.02) == pytest.approx(1.0)
+    assert budget_lr_factor(50, 0.5, 10, 0.02) == pytest.approx(0.51)  # half the budget: half way down
+    assert budget_lr_factor(90, 1.0, 10, 0.02) == pytest.approx(0.02)
+    assert budget_lr_factor(99, 1.7, 10, 0.02) == pytest.approx(0.02)  # past the budget: the floor
+
+
+def test_a_time_budget_ends_the_run_finished_with_its_learning_rate_decayed(tmp_path):
+    config = tiny_config(tmp_path, steps=100_000, warmup_steps=1, lr=1e-3, min_lr=1e-5, time_budget_s=3.0,
+                         amp_dtype="bfloat16")
+    trainer = Trainer(config, datasets=tiny_sets())
+    summary = trainer.train()
+    assert summary["finished"] and not summary["stopped"] and 1 < summary["step"] < 100_000
+    assert summary["elapsed"] >= 3.0
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    rates = [record["lr"] for record in read_log(config) if record["event"] == "train"]
+    assert rates == sorted(rates, reverse=True)  # decays over the budget, whatever the step time
+    assert trainer.current_lr() < 0.5e-3  # past half the budget (a step of this model takes far less than 1.5 s)
+    assert read_log(config)[-1]["event"] == "end"
+
+
+def test_mixed_precision_options_are_checked():
+    assert TrainConfig.from_dict({"amp_dtype": "bfloat16"}).amp_dtype == "bfloat16"
+    with pytest.raises(TrainingError, match="amp_dtype must be float16 or bfloat16"):
+        TrainConfig.from_dict({"amp_dtype": "float8"})
+    with pytest.raises(TrainingError, match="time_budget_s must be positive"):
+        TrainConfig.from_dict({"time_budget_s": 0})

@@ -32,6 +32,23 @@ _NOT_TEXT_FAMILIES = ("math", "symbols", "keyboard", "nushu")
 MIN_PHOTO_SIDE = 256
 
 
+#: A folder of fonts or photos copied from named sources (``tools/pack_training_assets.py``) holds
+#: this file: ``{"sources": [...], "split": "train"}``, the sources and split it was copied from.
+PACKED_MANIFEST = "packed-from.json"
+
+
+def packed_origin(entry: str) -> list[str] | None:
+    """The sources a packed folder was copied from (see :data:`PACKED_MANIFEST`), else ``None``.
+    Evaluating a model trained on such a copy holds out the same typefaces and pictures as
+    training on the sources themselves would."""
+    import json
+
+    manifest = Path(entry).expanduser() / PACKED_MANIFEST
+    if not manifest.is_file():
+        return None
+    return [str(source) for source in json.loads(manifest.read_text(encoding="utf-8"))["sources"]]
+
+
 def debian_packages(kind: str, package_list: Path = PACKAGE_LIST) -> list[str]:
     """The packages of ``kind`` (``font`` or ``photo``) named in the package list."""
     if not package_list.is_file():

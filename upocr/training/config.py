@@ -67,7 +67,9 @@ class TrainConfig:
     forward: str = field(default="auto", metadata={
         "help": "concat: one forward on all tasks' images; per-task: one forward/backward per task with "
         "accumulated gradients (less memory); auto: concat on CUDA, per-task on CPU (measured faster there)"})
-    amp: bool = field(default=True, metadata={"help": "fp16 mixed precision on CUDA (ignored on CPU)"})
+    amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA (ignored on CPU)"})
+    amp_dtype: str = field(default="float16", metadata={
+        "help": "autocast type on CUDA: float16 (with a loss scaler) or bfloat16 (Ampere and later; no scaler)"})
     foreground_weight: float | dict = field(default=1.0, metadata={
         "help": "weight of text pixels in the segmentation and tampering losses (1: the official plain mean); "
         "one number for both tasks or {task: weight}"})
@@ -78,6 +80,10 @@ class TrainConfig:
     cpu_budget_s: float | None = field(default=None, metadata={
         "help": "pause (checkpointed, resumable) once training has used this many seconds of the process's CPU "
         "time, all threads summed: equal budgets for comparing runs on a shared machine"})
+    time_budget_s: float | None = field(default=None, metadata={
+        "help": "train for this many wall-clock seconds (summed over resumes) instead of to `steps`: the "
+        "learning rate decays over the budget, so a short lease on a fast machine ends with a finished model; "
+        "`steps` stays an upper bound"})
     # --- run
     seed: int = field(default=0, metadata={"help": "random seed (model init, data order, drop path)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 (default: CUDA when available)"})
@@ -156,6 +162,10 @@ class TrainConfig:
             raise TrainingError(f"forward must be auto, concat or per-task, got {self.forward!r}")
         if int(self.seed) < 0:
             raise TrainingError("seed must not be negative")
+        if self.amp_dtype not in ("float16", "bfloat16"):
+            raise TrainingError(f"amp_dtype must be float16 or bfloat16, got {self.amp_dtype!r}")
+        if self.time_budget_s is not None and not float(self.time_budget_s) > 0:
+            raise TrainingError(f"time_budget_s must be positive, got {self.time_budget_s}")
         if self.val_batch_size is not None and self.val_batch_size < 1:
             raise TrainingError("val_batch_size must be at least 1")
         return self
@@ -278,10 +288,17 @@ def lr_factor(step: int, steps: int, warmup_steps: int, min_ratio: float) -> flo
     return 1.0 + (min_ratio - 1.0) * done
 
 
+def budget_lr_factor(step: int, fraction: float, warmup_steps: int, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate for update ``step`` of a run that has used ``fraction``
+    of its time budget: the linear warm-up over steps, then a linear decay over the budget."""
+    warm = min(max(step, 0) / warmup_steps, 1.0) if warmup_steps > 0 else 1.0
+    return warm * (1.0 + (min_ratio - 1.0) * min(max(fraction, 0.0), 1.0))
+
+
 def learning_rate(step: int, config: TrainConfig, encoder: bool = False) -> float:
     """Learning rate of optimiser update ``step`` (1-based) under ``config``."""
     peak = config.lr * (config.lr_encoder_ratio if encoder else 1.0)
     return peak * lr_factor(step, config.steps, config.warmup_steps, config.min_lr / config.lr)
 
 
-__all__ = ["CONFIG_NAME", "TrainConfig", "TrainingError", "learning_rate", "lr_factor"]
+__all__ = ["CONFIG_NAME", "TrainConfig", "TrainingError", "budget_lr_factor", "learning_rate", "lr_factor"]

@@ -61,7 +61,7 @@ from torch import nn
 from ..allocator import retain_freed_memory
 from ..io import atomic_write_text
 from ..tasks import TASKS, canonical_task
-from .config import CONFIG_NAME, TrainConfig, TrainingError, learning_rate, lr_factor
+from .config import CONFIG_NAME, TrainConfig, TrainingError, budget_lr_factor, learning_rate, lr_factor
 from .card import ModelCardMixin
 from .log import LOG_NAME, RunLogMixin
 from .validation import ValidationMixin
@@ -132,10 +132,13 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
         steps, warmup = config.steps, config.warmup_steps
 
         def factor(completed: int) -> float:  # LambdaLR counts completed updates; update k is k + 1
+            if config.time_budget_s:
+                return budget_lr_factor(completed + 1, self.budget_fraction(), warmup, min_ratio)
             return lr_factor(completed + 1, steps, warmup, min_ratio)
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.vgg = None
         if config.vgg16_weights:
             from .losses import VGG16Features
@@ -196,6 +199,8 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
                 raise TrainingError("CUDA was requested but is not available")
             if self.world_size > 1:
                 device = torch.device("cuda", self.local_rank)
+            elif device.index is None:
+                device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(device)
         return device
 
@@ -335,7 +340,7 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
     # ------------------------------------------------------------------ one step
     def _autocast(self):
         if self.use_amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
+            return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
         return nullcontext()
 
     def compute_losses(self, model: nn.Module, batches: Mapping[str, Mapping]) -> tuple[torch.Tensor, dict]:
@@ -387,8 +392,8 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         else:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
-        if not self.use_amp and not torch.isfinite(grad_norm):
-            # float32 has no loss scaler to skip such a step; all processes see the same norm
+        if not self.scaler.is_enabled() and not torch.isfinite(grad_norm):
+            # float32 and bfloat16 have no loss scaler to skip such a step; all processes see the same norm
             raise TrainingError(f"the gradient is not finite at step {self.step + 1} (loss {float(total):.4g}); "
                                 f"lower the learning rate or check the data, then resume from {self.checkpoint_path}")
         self.scaler.step(self.optimizer)
@@ -434,6 +439,22 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
         budget = self.config.cpu_budget_s
         return bool(budget) and self.cpu_seconds >= budget
 
+    def budget_fraction(self) -> float:
+        """The part of ``time_budget_s`` used so far (0 without a budget)."""
+        budget = self.config.time_budget_s
+        return getattr(self, "elapsed", 0.0) / budget if budget else 0.0
+
+    def _finished(self) -> bool:
+        """Whether the run is complete: all ``steps`` done, or its time budget used."""
+        return self.step >= self.config.steps or self.budget_fraction() >= 1.0
+
+    def _slowest(self, seconds: float) -> float:
+        """The largest of ``seconds`` over all processes."""
+        t = torch.tensor([seconds], dtype=torch.float64,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return float(t.item())
+
     def _should_stop(self) -> bool:
         flag = self._stop_requested
         if self.world_size > 1:
@@ -467,7 +488,7 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
         stopped = False
         try:
             with self._graceful_stop():
-                while self.step < end:
+                while self.step < end and not self._finished():
                     t0, c0 = time.perf_counter(), time.process_time()
                     used_lr = self.current_lr()
                     batches = self._next_batches()
@@ -476,6 +497,8 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
                     self.images_seen += images_per_step
                     seconds = time.perf_counter() - t0
                     self.elapsed += seconds
+                    if config.time_budget_s and self.world_size > 1:
+                        self.elapsed = self._slowest(self.elapsed)  # every process ends at the same step
                     self.cpu_seconds += time.process_time() - c0
                     window["seconds"] += seconds
                     self._accumulate(window, stats)
@@ -490,19 +513,19 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
                         last_val_step = self.step
                     if config.save_every and self.step % config.save_every == 0 and self.step < end:
                         self.save_checkpoint()
-                    if self.step < end and (self._should_stop() or self._budget_spent()):
+                    if self.step < end and not self._finished() and (self._should_stop() or self._budget_spent()):
                         stopped = True
                         break
                 if window["count"]:  # steps since the last log line (stopped between log steps)
                     self._flush(window, used_lr, images_per_step)
-                if self.step >= config.steps and self.val_sets and last_val_step != self.step and not stopped:
+                if self._finished() and self.val_sets and last_val_step != self.step and not stopped:
                     self._run_validation(bar)
                 self.save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
             self._shutdown_iterators()
-        finished = self.step >= config.steps
+        finished = self._finished()
         if finished:
             self.save_model(self.output_dir / "model")
         summary = {"step": self.step, "finished": finished, "stopped": stopped, "elapsed": self.elapsed,
