@@ -277,10 +277,12 @@ def _data_sources(fonts, backgrounds) -> str:
     named = {"default": "the fonts that ship with matplotlib", "debian": "the Debian font packages in "
              "`configs/training-packages.txt`"}
     pictures = {"default": "scikit-image's photos", "debian": "the Debian wallpaper packages in "
-                "`configs/training-packages.txt`"}
-    font_words = " and ".join(named.get(f, f"`{f}`") for f in (fonts or ["default"]))
-    picture_words = " and ".join(pictures.get(b, f"`{b}`") for b in (backgrounds or ["default"]))
-    return f"{font_words}, over {picture_words}, procedural textures and document pages"
+                "`configs/training-packages.txt`", "screens": "application screens"}
+    packed = any(packed_origin(entry) for entry in [*(fonts or []), *(backgrounds or [])])
+    font_words = " and ".join(named.get(f, f"`{f}`") for f in (_unpacked(fonts) or ["default"]))
+    picture_words = " and ".join(pictures.get(b, f"`{b}`") for b in (_unpacked(backgrounds) or ["default"]))
+    copy = " (the train split of them, packed by `tools/pack_training_assets.py`)" if packed else ""
+    return f"{font_words}, over {picture_words}{copy}, procedural textures and document pages"
 
 
 def _metric_rows(report: dict) -> list[tuple[str, str, str]]:
@@ -334,7 +336,7 @@ def model_card(model: UPOCR, info: dict, report: dict, pictures: list[str], run:
         "project on synthetic data for all three tasks: text removal, text segmentation and tampered text "
         f"detection. It works at {model.img_size}x{model.img_size} (`img_size`): the pipeline resizes an image to "
         f"that size, or tiles large images, and brings the results back to the input's size.{detail}", "",
-        "It is a small model trained for some CPU-hours, meant to make the demo, the command line and "
+        "It is a small model trained for some CPU-hours and GPU-minutes, meant to make the demo, the command line and "
         "pre-labelling work out of the box. Its masks are a starting point for correction, not the "
         "accuracy of the paper model; for that, convert the official checkpoint (`upocr convert`) or "
         "fine-tune on your data (`upocr train --init-from`).", "",

@@ -41,7 +41,7 @@ def test_release_passed_its_gate_and_the_card_says_what_it_is():
     assert metrics["gate"]["passed"] and not metrics["gate"]["forced"]
     card = (DEFAULT_MODEL_DIR / "README.md").read_text()
     assert "did not pass" not in card
-    for needed in ("## Training", "## Held-out metrics", "## On real images", "configs/default-v3.yaml"):
+    for needed in ("## Training", "## Held-out metrics", "## On real images", "configs/default-v4.yaml"):
         assert needed in card
     for line in card.splitlines():
         if line.startswith("![") and "](examples/" in line:
