@@ -14,7 +14,7 @@ What it does:
 3. applies the release gate, a floor that the released model clears with room to spare and an
    untrained, broken or older one cannot: segmentation fgIoU >= ``--min-fgiou`` (0.6; predicting
    "all text" scores about 0.03 on these scenes, "no text" 0, the v1 default 0.33, v3 0.52 without
-   and 0.74 with its stroke refinement) with precision and recall each >= ``--min-precision-recall``
+   and 0.74 with its stroke refinement, v4 0.77) with precision and recall each >= ``--min-precision-recall``
    (0.6: the mask is neither mostly noise nor mostly missing), and text-pixel error of the removal
    at most ``--max-text-error-ratio`` (0.25) times the input's (v2: 0.18, v1: 0.24). A model that fails is not released (exit 1, nothing
    written) unless ``--force``: an untrained or broken model must never become the default that
