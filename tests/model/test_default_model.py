@@ -123,7 +123,7 @@ def test_app_header_names_the_bundled_default(monkeypatch, tmp_path):
         config = httpx.get(url.rstrip("/") + "/config", timeout=30)
         header = [c["props"].get("value") for c in config.json()["components"]
                   if c.get("props", {}).get("elem_id") == "model-name"]
-        assert header == [DEFAULT_MODEL_NOTE] and "correct them" in DEFAULT_MODEL_NOTE
+        assert header == [DEFAULT_MODEL_NOTE] and "correct the masks" in DEFAULT_MODEL_NOTE
         assert "no-model-banner" not in config.text
         assert str(DEFAULT_MODEL_DIR) not in config.text  # no server path in what the page reads
     finally:
