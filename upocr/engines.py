@@ -65,7 +65,7 @@ ENGINE_ENV = "UPOCR_ENGINE"
 #: An engine must be at least this much faster than fp32 to be chosen over it.
 MIN_SPEEDUP = 1.1
 #: Bumped whenever the calibration's inputs or rules change (old verdicts are then ignored).
-CALIBRATION_VERSION = 4  # 4: agreement of the decisions with the model's decision settings
+CALIBRATION_VERSION = 5  # 5: the patch embedding in float32 under autocast; soft stroke refinement
 _EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 

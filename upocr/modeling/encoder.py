@@ -11,7 +11,12 @@ from .swinv2 import PatchEmbed, PatchMerging, SwinV2Stage
 
 
 class SwinV2Encoder(nn.Module):
-    """Image ``(B, 3, H, W)`` -> one feature map per stage, ``(B, C_i, H / 4 / 2^i, W / 4 / 2^i)``."""
+    """Image ``(B, 3, H, W)`` -> one feature map per stage, ``(B, C_i, H / 4 / 2^i, W / 4 / 2^i)``.
+
+    Under autocast, the patch embedding runs in float32: it reads the pixels, whose detail the
+    removal output and the mask edges are rebuilt from (in bfloat16, a value keeps 8 significant
+    bits, and the bundled model's removal drifted by 1.4/255 from float32's), and it is a tiny
+    share of the work."""
 
     def __init__(self, in_chans: int, embed_dim: int, depths: Sequence[int], num_heads: Sequence[int],
                  window_size: int, pretrained_window_size: int, mlp_ratio: float, drop_path: Sequence[float],
@@ -32,7 +37,12 @@ class SwinV2Encoder(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(d) for d in self.dims)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x, size = self.patch_embed(images)
+        device = images.device.type
+        if torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                x, size = self.patch_embed(images.float())
+        else:
+            x, size = self.patch_embed(images)
         features = []
         for stage, norm in zip(self.stages, self.norms):
             x = stage(x, size)
