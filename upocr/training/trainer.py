@@ -130,6 +130,7 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
                                            betas=tuple(config.betas), weight_decay=config.weight_decay)
         min_ratio = config.min_lr / config.lr
         steps, warmup = config.steps, config.warmup_steps
+        self.elapsed = 0.0  # training seconds so far (restored on resume); a time budget's schedule reads it
 
         def factor(completed: int) -> float:  # LambdaLR counts completed updates; update k is k + 1
             if config.time_budget_s:
@@ -147,7 +148,6 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
 
         self.step = 0
         self.positions = {t: 0 for t in self.tasks}
-        self.elapsed = 0.0
         self.cpu_seconds = 0.0
         self.best_val: float | None = None
         self.last_val: dict | None = None
@@ -442,7 +442,7 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
     def budget_fraction(self) -> float:
         """The part of ``time_budget_s`` used so far (0 without a budget)."""
         budget = self.config.time_budget_s
-        return getattr(self, "elapsed", 0.0) / budget if budget else 0.0
+        return self.elapsed / budget if budget else 0.0
 
     def _finished(self) -> bool:
         """Whether the run is complete: all ``steps`` done, or its time budget used."""
