@@ -14,6 +14,7 @@ emblems and logos are left out (they are drawings on transparent backgrounds).
 
 from __future__ import annotations
 
+import json
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -41,8 +42,6 @@ def packed_origin(entry: str) -> list[str] | None:
     """The sources a packed folder was copied from (see :data:`PACKED_MANIFEST`), else ``None``.
     Evaluating a model trained on such a copy holds out the same typefaces and pictures as
     training on the sources themselves would."""
-    import json
-
     manifest = Path(entry).expanduser() / PACKED_MANIFEST
     if not manifest.is_file():
         return None

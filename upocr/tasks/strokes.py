@@ -4,9 +4,10 @@ A small network predicts text where letters are, but its mask edge sits a pixel 
 stroke edge, and on thin text that is most of the mask. The image knows better: near a stroke
 there are two colours, the ink and the background. This module estimates both locally, from the
 pixels the model is sure of (text probability around :data:`SURE_TEXT` and above, around
-:data:`SURE_BACKGROUND` and below, weighed by how sure: :data:`SOFT`), and gives each pixel near the model's mask its ink coverage: where its
-colour lies on the line from the local background colour to the local ink colour (0 at the
-background, 1 at the ink), the alpha of a two-colour matting model. Later rounds take both
+:data:`SURE_BACKGROUND` and below, weighed by how sure: :data:`SOFT`), and gives each pixel near
+the model's mask its ink coverage: where its colour lies on the line from the local background
+colour to the local ink colour (0 at the background, 1 at the ink), the alpha of a two-colour
+matting model. Later rounds take both
 colours again: the ink from the pixels at least as inky as the last round's ink colour (the mask
 edge's mixed pixels dilute it), the background from outside the last round's strokes.
 
