@@ -383,13 +383,19 @@ def test_workers_do_not_change_the_data(tmp_path):
     # items flip at random with the global generator; the trainer seeds each item from its
     # stream position, so loading in a worker process gives the same batches
     weights = []
-    for workers in (0, 1):
-        config = tiny_config(tmp_path, f"w{workers}", num_workers=workers, steps=2)
+    # one number for every task, or a number per task (a task that renders slowly gets more)
+    for index, workers in enumerate((0, 1, {"segmentation": 1, "removal": 0, "tampering": 0})):
+        config = tiny_config(tmp_path, f"w{index}", num_workers=workers, steps=2)
         trainer = Trainer(config, datasets=tiny_sets(3, augment=True))
         trainer.train()
         weights.append(trainer.model.state_dict())
+    assert {t: config.task_num_workers(t) for t in TASKS} == {
+        "text-removal": 0, "tampered-text-detection": 0, "text-segmentation": 1}
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+        assert torch.equal(weights[0][key], weights[2][key]), key
+    with pytest.raises(TrainingError, match=r"num_workers\[text-removal\] must be a whole number of at least 0"):
+        TrainConfig.from_dict({"num_workers": {"removal": -1, "segmentation": 0, "tampering": 0}})
 
 
 def test_example_config_loads():
@@ -478,7 +484,7 @@ def test_batch_size_per_task(tmp_path):
     args = parser.parse_args(["train", "--batch-size", "{segmentation: 4, removal: 2, tampering: 1}"])
     assert resolve_config(args).task_batch_size("segmentation") == 4
     assert resolve_config(parser.parse_args(["train", "--batch-size", "5"])).batch_size == 5
-    with pytest.raises(TrainingError, match="no size for text-removal"):
+    with pytest.raises(TrainingError, match="no value for text-removal"):
         TrainConfig.from_dict({"batch_size": {"segmentation": 2, "tampering": 2}})
     with pytest.raises(TrainingError, match="whole number"):
         TrainConfig.from_dict({"batch_size": 0})

@@ -54,7 +54,9 @@ class TrainConfig:
         "training on crops"})
     batch_size: int | dict = field(default=8, metadata={
         "help": "images per task per step and process: one number, or {task: images} to give a task more"})
-    num_workers: int = field(default=0, metadata={"help": "data loading processes per task (0: in the main process)"})
+    num_workers: int | dict = field(default=0, metadata={
+        "help": "data loading processes per task (0: in the main process): one number, or {task: processes} to "
+        "feed a task that takes longer to render or has a larger batch"})
     # --- optimisation
     steps: int = field(default=80_000, metadata={"help": "optimiser updates in total"})
     lr: float = field(default=5e-4, metadata={"help": "peak learning rate"})
@@ -147,10 +149,11 @@ class TrainConfig:
             raise TrainingError(f"image_size must be a positive multiple of 32, got {self.image_size}")
         if self.val_image_size is not None and (self.val_image_size <= 0 or self.val_image_size % 32):
             raise TrainingError(f"val_image_size must be a positive multiple of 32, got {self.val_image_size}")
-        self.batch_size = _normalise_batch_size(self.batch_size, list(self.datasets))
+        self.batch_size = _normalise_counts(self.batch_size, "batch_size", list(self.datasets), 1)
+        self.num_workers = _normalise_counts(self.num_workers, "num_workers", list(self.datasets), 0)
         if int(self.steps) < 1:
             raise TrainingError("steps must be at least 1")
-        for name in ("warmup_steps", "num_workers", "log_every", "save_every", "val_every"):
+        for name in ("warmup_steps", "log_every", "save_every", "val_every"):
             if int(getattr(self, name)) < 0:
                 raise TrainingError(f"{name} must not be negative")
         if self.lr <= 0 or self.min_lr < 0 or self.lr_encoder_ratio < 0 or self.weight_decay < 0 or self.grad_clip < 0:
@@ -185,6 +188,12 @@ class TrainConfig:
             return self.batch_size[canonical_task(task)]
         return int(self.batch_size)
 
+    def task_num_workers(self, task: str) -> int:
+        """Data loading processes of ``task`` per process."""
+        if isinstance(self.num_workers, dict):
+            return self.num_workers[canonical_task(task)]
+        return int(self.num_workers)
+
     def loss_options(self, task: str) -> dict:
         """Extra keyword arguments of ``task``'s loss (see :func:`upocr.training.losses.task_loss`)."""
         task = canonical_task(task)
@@ -212,18 +221,20 @@ def _per_task(value, name: str, check) -> Any:
     return {t: out[t] for t in TASKS if t in out}
 
 
-def _normalise_batch_size(value, tasks: list[str]) -> int | dict:
-    def check(size, where: str) -> int:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise TrainingError(f"{where} must be a whole number of at least 1, got {size!r}")
-        return size
+def _normalise_counts(value, name: str, tasks: list[str], least: int) -> int | dict:
+    """A whole number of at least ``least`` (``batch_size``, ``num_workers``), one for all tasks
+    or one per training task."""
+    def check(count, where: str) -> int:
+        if isinstance(count, bool) or not isinstance(count, int) or count < least:
+            raise TrainingError(f"{where} must be a whole number of at least {least}, got {count!r}")
+        return count
 
-    sizes = _per_task(value, "batch_size", check)
-    if isinstance(sizes, dict):
-        missing = [t for t in tasks if t not in sizes]
+    counts = _per_task(value, name, check)
+    if isinstance(counts, dict):
+        missing = [t for t in tasks if t not in counts]
         if missing:
-            raise TrainingError(f"batch_size: no size for {', '.join(missing)}")
-    return sizes
+            raise TrainingError(f"{name}: no value for {', '.join(missing)}")
+    return counts
 
 
 def _normalise_foreground_weight(value) -> float | dict:

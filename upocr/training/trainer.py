@@ -318,11 +318,12 @@ class Trainer(RunLogMixin, ValidationMixin, ModelCardMixin):
             task_id = TASKS.index(task)
             sampler = ShardedBatchSampler(self.streams[task], config.task_batch_size(task), self.positions[task],
                                           self.rank, self.world_size)
+            workers = config.task_num_workers(task)
             loader = torch.utils.data.DataLoader(
                 PositionedDataset(self.train_sets[task], config.seed, task_id),
-                batch_sampler=sampler, num_workers=config.num_workers, collate_fn=Collate(config.image_size),
-                pin_memory=self.device.type == "cuda", persistent_workers=config.num_workers > 0,
-                prefetch_factor=2 if config.num_workers > 0 else None,
+                batch_sampler=sampler, num_workers=workers, collate_fn=Collate(config.image_size),
+                pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                prefetch_factor=2 if workers > 0 else None,
                 generator=torch.Generator().manual_seed(_mix(config.seed, task_id)),
             )
             iterators[task] = iter(loader)
