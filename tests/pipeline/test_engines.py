@@ -404,6 +404,22 @@ def test_the_paper_benchmark_sets_each_engine_beside_the_reference_computation(c
         runs["fp32"]["seconds"] / runs["reference"]["seconds"], rel=0.01)
 
 
+def test_the_labelling_stages_benchmark_accounts_for_a_page_stage_by_stage(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("label_stages", REPO / "benchmarks" / "label_stages.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # a page over four windows (auto mode tiles it) with large letters: the first pass shrinks it
+    assert bench.main(["--engine", "fp32", "--pages", "1", "--size", "1200x900", "--text-px", "48"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    stages = [report[f"{name}_s"] for name in ("first_pass", "working_pass", "stroke_refinement")]
+    assert all(seconds > 0 for seconds in stages)
+    assert sum(stages) <= report["run_all_s"] * 1.01  # the stages are parts of one run
+    assert report["label_images_per_second_overlapped"] > 0 and report["label_images_per_second_sequential"] > 0
+    assert report["working_sizes"] and all("x" in size for size in report["working_sizes"])
+
+
 def test_bfloat16_keeps_the_pixel_level_stem_in_float32_and_removal_agrees():
     """The patch embedding reads the pixels' detail: in bfloat16 the bundled model's removal
     drifted by 1.4/255 from float32's, over the 1/255 contract."""
