@@ -54,14 +54,19 @@ _MARGIN = ROUNDS * (RADIUS + 1) + 2
 _RGB = np.array([1, 1, 1, 0], np.float32)
 
 
-def _local_mean(pixels: np.ndarray, where: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _local_mean(planes: list[np.ndarray], where: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """At the flat pixel indices ``at``: the mean colour (0-255) over the pixels of ``where``
     (weights in [0, 1], (H, W)) in the square of :data:`RADIUS` around each (N, 4; the fourth
-    column is 1 where there were any), and the summed weight there (N,). ``pixels``: the image as
-    float32 (H, W, 4), its channels R, G, B and 1."""
-    chosen = pixels * where.astype(np.float32)[..., None]
-    sums = np.take(cv2.boxFilter(chosen, cv2.CV_32F, (2 * RADIUS + 1,) * 2, normalize=False,
-                                 borderType=cv2.BORDER_REFLECT).reshape(-1, 4), at, axis=0)
+    column is 1 where there were any), and the summed weight there (N,). ``planes``: the image
+    as four float32 (H, W) planes, R, G, B and 1 (one plane at a time: a weighted product and a
+    box sum of a contiguous plane run about twice as fast as of interleaved channels)."""
+    weights = where.astype(np.float32, copy=False)
+    sums = np.empty((at.size, 4), np.float32)
+    for channel, plane in enumerate(planes):
+        chosen = weights if channel == 3 else plane * weights  # the plane of ones times the weights
+        box = cv2.boxFilter(chosen, cv2.CV_32F, (2 * RADIUS + 1,) * 2, normalize=False,
+                            borderType=cv2.BORDER_REFLECT)
+        sums[:, channel] = np.take(box.reshape(-1), at)
     count = sums[:, 3].copy()
     return sums * (1.0 / np.maximum(count, 1e-6))[:, None], count
 
@@ -71,13 +76,13 @@ def _ramp(values: np.ndarray, centre: float, width: float) -> np.ndarray:
     return np.clip((values - centre) / width + 0.5, 0.0, 1.0).astype(np.float32)
 
 
-def _coverage(pixels: np.ndarray, colours: np.ndarray, ink: np.ndarray, background: np.ndarray,
+def _coverage(planes: list[np.ndarray], colours: np.ndarray, ink: np.ndarray, background: np.ndarray,
               at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """At the flat pixel indices ``at`` (whose colours are ``colours``, float (N, 4)): each
     pixel's ink coverage between its local ``ink`` and ``background`` pixels (bool masks), and
     where both colours were found and differ enough for it to mean anything."""
-    ink_colour, ink_count = _local_mean(pixels, ink, at)
-    background_colour, background_count = _local_mean(pixels, background, at)
+    ink_colour, ink_count = _local_mean(planes, ink, at)
+    background_colour, background_count = _local_mean(planes, background, at)
     direction = ink_colour - background_colour
     contrast = (direction * direction) @ _RGB
     alpha = ((colours - background_colour) * direction) @ _RGB / np.maximum(contrast, 1e-6)
@@ -121,17 +126,17 @@ def refine_strokes(probability: np.ndarray, rgb: np.ndarray, offset: float) -> n
 def _refine(probability: np.ndarray, rgb: np.ndarray, near: np.ndarray, offset: float) -> np.ndarray:
     """:func:`refine_strokes` on one part of the image (``near``: the pixels to refine). The box
     sums cover the part; everything else is computed at the near pixels only."""
-    pixels = np.empty(rgb.shape[:2] + (4,), np.float32)
-    pixels[..., :3], pixels[..., 3] = rgb, 1
+    planes = [np.ascontiguousarray(rgb[..., c], dtype=np.float32) for c in range(3)]
+    planes.append(np.ones(rgb.shape[:2], np.float32))
     at = np.flatnonzero(near)
-    colours = np.take(pixels.reshape(-1, 4), at, axis=0)
+    colours = np.stack([np.take(plane.reshape(-1), at) for plane in planes], axis=1)
     ink = _ramp(probability, SURE_TEXT, SOFT)
     background = _ramp(-probability, -SURE_BACKGROUND, SOFT)
     refined = probability.copy()
     flat_ink, flat_refined = ink.reshape(-1), refined.reshape(-1)
     ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     for _ in range(ROUNDS):
-        alpha, known = _coverage(pixels, colours, ink, background, at)
+        alpha, known = _coverage(planes, colours, ink, background, at)
         flat_refined[at] = np.where(known, np.clip(alpha - offset, 0.0, 1.0), flat_refined[at])
         # the next round's colours: ink from the pixels at least as inky as this round's ink
         # colour (the mask edge's mixed pixels dilute it), background away from this round's strokes
