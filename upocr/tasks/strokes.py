@@ -58,8 +58,8 @@ def _local_mean(planes: list[np.ndarray], where: np.ndarray, at: np.ndarray) -> 
     """At the flat pixel indices ``at``: the mean colour (0-255) over the pixels of ``where``
     (weights in [0, 1], (H, W)) in the square of :data:`RADIUS` around each (N, 4; the fourth
     column is 1 where there were any), and the summed weight there (N,). ``planes``: the image
-    as four float32 (H, W) planes, R, G, B and 1 (one plane at a time: a weighted product and a
-    box sum of a contiguous plane run about twice as fast as of interleaved channels)."""
+    as four float32 (H, W) planes, R, G, B and 1: summed one plane at a time, the same sums as
+    of four interleaved channels, and refinement 1.17x faster on a 992x744 page."""
     weights = where.astype(np.float32, copy=False)
     sums = np.empty((at.size, 4), np.float32)
     for channel, plane in enumerate(planes):
