@@ -79,7 +79,8 @@ def _ramp(values: np.ndarray, centre: float, width: float) -> np.ndarray:
 def _coverage(planes: list[np.ndarray], colours: np.ndarray, ink: np.ndarray, background: np.ndarray,
               at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """At the flat pixel indices ``at`` (whose colours are ``colours``, float (N, 4)): each
-    pixel's ink coverage between its local ``ink`` and ``background`` pixels (bool masks), and
+    pixel's ink coverage between its local ``ink`` and ``background`` pixels (weights in [0, 1]:
+    the soft ramps, or in later rounds a mask of the pixels away from the strokes), and
     where both colours were found and differ enough for it to mean anything."""
     ink_colour, ink_count = _local_mean(planes, ink, at)
     background_colour, background_count = _local_mean(planes, background, at)

@@ -184,15 +184,11 @@ class TrainConfig:
 
     def task_batch_size(self, task: str) -> int:
         """Images of ``task`` per step and process."""
-        if isinstance(self.batch_size, dict):
-            return self.batch_size[canonical_task(task)]
-        return int(self.batch_size)
+        return _for_task(self.batch_size, task)
 
     def task_num_workers(self, task: str) -> int:
         """Data loading processes of ``task`` per process."""
-        if isinstance(self.num_workers, dict):
-            return self.num_workers[canonical_task(task)]
-        return int(self.num_workers)
+        return _for_task(self.num_workers, task)
 
     def loss_options(self, task: str) -> dict:
         """Extra keyword arguments of ``task``'s loss (see :func:`upocr.training.losses.task_loss`)."""
@@ -219,6 +215,11 @@ def _per_task(value, name: str, check) -> Any:
             raise TrainingError(f"{name}: {error}") from None
         out[task] = check(item, f"{name}[{task}]")
     return {t: out[t] for t in TASKS if t in out}
+
+
+def _for_task(count: int | dict, task: str) -> int:
+    """``task``'s value of a count given for every task or per task (see :func:`_normalise_counts`)."""
+    return count[canonical_task(task)] if isinstance(count, dict) else int(count)
 
 
 def _normalise_counts(value, name: str, tasks: list[str], least: int) -> int | dict:
